@@ -1,0 +1,50 @@
+"""Settings read from the environment (prefix ``JEWELRY_``)."""
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="JEWELRY_", extra="ignore")
+
+    DATABASE_URL: str = f"sqlite:///{PROJECT_ROOT / 'data' / 'jewelry.db'}"
+    # None means: generate one at first start, keep only its hash, print it once.
+    ADMIN_API_KEY: SecretStr | None = None
+    PUBLIC_READS: bool = True
+    MIGRATE_ON_START: bool = True
+
+    MAX_BATCH_RECORDS: int = Field(10_000, ge=1)
+    MAX_PREDICT_CARATS: int = Field(100_000, ge=1)
+    MAX_BODY_BYTES: int = Field(8 * 1024 * 1024, ge=1024)
+    MAX_UPLOAD_BYTES: int = Field(64 * 1024 * 1024, ge=1024)
+    MAX_PAGE_SIZE: int = Field(1_000, ge=1)
+
+    IDEMPOTENCY_TTL_HOURS: float = Field(24.0, gt=0)
+    # How stale a worker's view of the active model may be.
+    MODEL_REFRESH_SECONDS: float = Field(1.0, gt=0)
+    SQLITE_BUSY_TIMEOUT_MS: int = Field(5_000, ge=0)
+    LOG_LEVEL: str = "INFO"
+
+    @field_validator("DATABASE_URL")
+    @classmethod
+    def _normalise_url(cls, url: str) -> str:
+        # Accept the URLs hosting platforms hand out and pin the psycopg 3 driver.
+        for prefix in ("postgres://", "postgresql://"):
+            if url.startswith(prefix):
+                return "postgresql+psycopg://" + url[len(prefix) :]
+        return url
+
+    @field_validator("ADMIN_API_KEY")
+    @classmethod
+    def _refuse_weak_admin_key(cls, key: SecretStr | None) -> SecretStr | None:
+        if key is not None and len(key.get_secret_value()) < 16:
+            raise ValueError("JEWELRY_ADMIN_API_KEY must be at least 16 characters")
+        return key
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.DATABASE_URL.startswith("sqlite")

@@ -1,0 +1,95 @@
+"""Dependencies that routes declare: sessions, settings and who is calling."""
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+from fastapi.concurrency import run_in_threadpool
+from sqlalchemy.orm import Session
+
+from app.config import Settings
+from app.db import Database
+from app.errors import Forbidden, Unauthorized
+from app.metrics import Metrics
+from app.security import Caller
+from app.services.auth import identify
+from app.services.serving import ActiveModelCache
+
+
+def get_database(request: Request) -> Database:
+    return request.app.state.db
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_metrics(request: Request) -> Metrics:
+    return request.app.state.metrics
+
+
+def get_model_cache(request: Request) -> ActiveModelCache:
+    return request.app.state.model_cache
+
+
+DatabaseDep = Annotated[Database, Depends(get_database)]
+MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+ModelCacheDep = Annotated[ActiveModelCache, Depends(get_model_cache)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+def _read_session(db: DatabaseDep) -> Iterator[Session]:
+    with db.session() as session:
+        yield session
+
+
+def _write_session(db: DatabaseDep) -> Iterator[Session]:
+    with db.session(write=True) as session:
+        yield session
+
+
+# scope="function": the transaction commits before the response is sent, so a client never
+# holds an acknowledgement for a write that did not commit.
+ReadSession = Annotated[Session, Depends(_read_session, scope="function")]
+WriteSession = Annotated[Session, Depends(_write_session, scope="function")]
+
+ApiKeyHeader = Annotated[
+    str | None, Header(alias="X-API-Key", description="An admin or store API key.", max_length=200)
+]
+
+
+def _identify(db: Database, settings: Settings, key: str | None) -> Caller:
+    if not key:
+        raise Unauthorized("missing X-API-Key header")
+    with db.session() as session:
+        caller = identify(session, settings, key)
+    if caller is None:
+        raise Unauthorized("unknown or revoked API key")
+    return caller
+
+
+def require_key(db: DatabaseDep, settings: SettingsDep, x_api_key: ApiKeyHeader = None) -> Caller:
+    return _identify(db, settings, x_api_key)
+
+
+def require_admin(caller: Annotated[Caller, Depends(require_key)]) -> Caller:
+    if not caller.is_admin:
+        raise Forbidden("this needs the admin key")
+    return caller
+
+
+async def require_reader(
+    db: DatabaseDep, settings: SettingsDep, x_api_key: ApiKeyHeader = None
+) -> Caller | None:
+    """Public reads need no key unless JEWELRY_PUBLIC_READS is false.
+
+    Async so that the public predict path never leaves the event loop.
+    """
+    if settings.PUBLIC_READS:
+        return None
+    return await run_in_threadpool(_identify, db, settings, x_api_key)
+
+
+CallerDep = Annotated[Caller, Depends(require_key)]
+AdminDep = Annotated[Caller, Depends(require_admin)]
+ReaderDep = Annotated[Caller | None, Depends(require_reader)]

@@ -1,0 +1,91 @@
+"""One error type for everything a client can cause, and the handlers that render errors."""
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
+
+log = logging.getLogger("app.errors")
+
+
+class AppError(Exception):
+    """An error whose message is safe to show: rendered as ``{"detail": message}``."""
+
+    status_code = 400
+
+    def __init__(self, detail: Any, *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.headers = headers
+
+
+class Unauthorized(AppError):
+    status_code = 401
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail, headers={"WWW-Authenticate": 'ApiKey header="X-API-Key"'})
+
+
+class Forbidden(AppError):
+    status_code = 403
+
+
+class NotFound(AppError):
+    status_code = 404
+
+
+class Conflict(AppError):
+    status_code = 409
+
+
+class PayloadTooLarge(AppError):
+    status_code = 413
+
+
+class Unprocessable(AppError):
+    status_code = 422
+
+
+class Unavailable(AppError):
+    status_code = 503
+
+    def __init__(self, detail: str, retry_after: int = 1) -> None:
+        super().__init__(detail, headers={"Retry-After": str(retry_after)})
+
+
+def _validation_detail(exc: RequestValidationError) -> list[dict[str, Any]]:
+    # Echoing the offending input back could be huge or hold a secret: name the place instead.
+    return [
+        {"loc": list(error.get("loc", ())), "msg": error.get("msg", ""), "type": error.get("type")}
+        for error in exc.errors()
+    ]
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(AppError)
+    async def _app_error(_: Request, exc: AppError) -> JSONResponse:
+        return JSONResponse(
+            {"detail": jsonable_encoder(exc.detail)},
+            status_code=exc.status_code,
+            headers=exc.headers,
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": _validation_detail(exc)}, status_code=422)
+
+    @app.exception_handler(OperationalError)
+    async def _database_down(request: Request, exc: OperationalError) -> JSONResponse:
+        # A lock wait that ran out or a database that went away: the client may retry.
+        log.warning("database unavailable on %s: %s", request.url.path, exc.orig)
+        busy = "locked" in str(exc.orig).lower() or "busy" in str(exc.orig).lower()
+        detail = (
+            "the database is busy with other writes; retry shortly"
+            if busy
+            else "the database is unavailable; retry shortly"
+        )
+        return JSONResponse({"detail": detail}, status_code=503, headers={"Retry-After": "1"})

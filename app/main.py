@@ -1,0 +1,79 @@
+"""The ASGI application: ``app.main:app``, or a fresh one from ``create_app()``."""
+
+import logging
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from app import migrate
+from app.config import Settings
+from app.db import Database
+from app.errors import install_error_handlers
+from app.logs import configure_logging
+from app.metrics import Metrics
+from app.middleware import ServiceMiddleware
+from app.routes import health, operations, pricing, registry, sales, stores, training
+from app.services.auth import ensure_admin_key
+from app.services.serving import ActiveModelCache
+
+log = logging.getLogger("app")
+
+
+def announce_admin_key(key: str) -> None:
+    """Show a newly generated admin key once, on stdout, outside the structured log."""
+    print(
+        f"\nGenerated the admin API key (shown only now; only its hash is stored):\n  {key}\n"
+        "Rotate it with: jewelry-forecast rotate-admin-key\n",
+        file=sys.stdout,
+        flush=True,
+    )
+
+
+def prepare_database(db: Database, settings: Settings) -> str | None:
+    """Bring the schema to head and make sure an admin key exists; returns a new key."""
+    migrate.upgrade(db.engine)
+    with db.session(write=True) as session:
+        return ensure_admin_key(session, settings)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    configure_logging(settings.LOG_LEVEL)
+    db = Database(settings)
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.MIGRATE_ON_START:
+            new_key = prepare_database(db, settings)
+            if new_key is not None:
+                announce_admin_key(new_key)
+        log.info("ready", extra={"fields": {"database": db.engine.url.render_as_string()}})
+        yield
+        db.dispose()
+
+    app = FastAPI(
+        title="Jewelry price forecasting service",
+        summary="Learns the silver price and the gold price per carat from store sales.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.db = db
+    app.state.metrics = metrics
+    app.state.model_cache = ActiveModelCache(db, settings.MODEL_REFRESH_SECONDS)
+    install_error_handlers(app)
+    app.add_middleware(
+        ServiceMiddleware,
+        metrics=metrics,
+        max_body=settings.MAX_BODY_BYTES,
+        max_upload=settings.MAX_UPLOAD_BYTES,
+    )
+    for module in (health, stores, sales, training, registry, pricing, operations):
+        app.include_router(module.router)
+    return app
+
+
+app = create_app()

@@ -1,0 +1,150 @@
+"""Tables, as SQLAlchemy 2.x typed ORM classes. Alembic migrations create them."""
+
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# BIGINT ids, except that SQLite only auto-increments an INTEGER PRIMARY KEY.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite keeps no offset)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(
+        naming_convention={
+            "ix": "ix_%(column_0_label)s",
+            "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+            "ck": "ck_%(table_name)s_%(constraint_name)s",
+            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+            "pk": "pk_%(table_name)s",
+        }
+    )
+    type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSON, datetime: UTCDateTime}
+
+
+class Store(Base):
+    __tablename__ = "stores"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # SHA-256 of the key; NULL once the key is revoked.
+    api_key_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+
+
+class AdminKey(Base):
+    """The admin key generated at first start when none is configured."""
+
+    __tablename__ = "admin_keys"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Sale(Base):
+    __tablename__ = "sales"
+    __table_args__ = (
+        CheckConstraint("carats > 0", name="carats_positive"),
+        CheckConstraint("price_cents > 0", name="price_positive"),
+        Index("ix_sales_store_id_id", "store_id", "id"),
+        Index("ix_sales_sold_at", "sold_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    store_id: Mapped[int] = mapped_column(ForeignKey("stores.id", ondelete="RESTRICT"))
+    carats: Mapped[float] = mapped_column(Double)
+    # Money is exact: whole cents in a 64-bit integer.
+    price_cents: Mapped[int] = mapped_column(BigInteger)
+    sold_at: Mapped[datetime]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class IdempotencyKey(Base):
+    """A client's Idempotency-Key with the response it got, committed with the write itself."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (UniqueConstraint("scope", "key"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    scope: Mapped[str] = mapped_column(String(40))
+    key: Mapped[str] = mapped_column(String(255))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    status_code: Mapped[int] = mapped_column(Integer)
+    response_body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class ModelVersion(Base):
+    __tablename__ = "model_versions"
+
+    version: Mapped[int] = mapped_column(Id, primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    status: Mapped[str] = mapped_column(String(20))
+    method: Mapped[str] = mapped_column(String(20))
+    parameters: Mapped[dict[str, Any]]
+    filters: Mapped[dict[str, Any]]
+    silver_price: Mapped[float] = mapped_column(Double)
+    gold_price_per_carat: Mapped[float] = mapped_column(Double)
+    metrics: Mapped[dict[str, Any]]
+    iterations: Mapped[int] = mapped_column(Integer)
+    converged: Mapped[bool] = mapped_column(Boolean)
+    n_samples: Mapped[int] = mapped_column(BigInteger)
+    training_seconds: Mapped[float] = mapped_column(Double)
+    cost_history: Mapped[dict[str, Any]]
+    # The fitted estimator's serialised form: what a worker loads to predict.
+    estimator: Mapped[dict[str, Any]]
+    # Highest sale id the fit saw; later sales measure how the model does live.
+    trained_through_sale_id: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class ActiveModel(Base):
+    """The one pointer to the serving version; activation is an UPDATE of this row."""
+
+    __tablename__ = "active_model"
+    __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, default=1)
+    version: Mapped[int | None] = mapped_column(ForeignKey("model_versions.version"))
+    activated_at: Mapped[datetime | None]

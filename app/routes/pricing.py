@@ -1,0 +1,108 @@
+from typing import Annotated
+
+import numpy as np
+from fastapi import APIRouter, Query
+
+from app.deps import MetricsDep, ModelCacheDep, ReaderDep, SettingsDep
+from app.errors import Conflict, Unprocessable
+from app.schemas import (
+    MAX_CARATS,
+    Interval,
+    Prediction,
+    Predictions,
+    PredictRequest,
+    Prices,
+    SinglePrediction,
+    money_text,
+    to_money,
+)
+from app.services.serving import ActiveModelCache, ServingModel
+
+router = APIRouter(prefix="/api/v1", tags=["prices"])
+
+LEVEL = 0.95
+
+
+async def _serving(cache: ActiveModelCache) -> ServingModel:
+    model = await cache.get()
+    if model is None:
+        raise Conflict("no model is active yet: POST /api/v1/train to train one")
+    return model
+
+
+def _quotes(model: ServingModel, carats: list[float]) -> list[Prediction]:
+    x = np.asarray(carats, dtype=float)
+    prices = model.regressor.predict(x).tolist()
+    bounds = model.regressor.prediction_interval(x, level=LEVEL)
+    if bounds is None:
+        return [
+            Prediction(carats=c, price=money_text(p), interval=None)
+            for c, p in zip(carats, prices, strict=True)
+        ]
+    lower, upper = bounds[0].tolist(), bounds[1].tolist()
+    return [
+        Prediction(
+            carats=c,
+            price=money_text(p),
+            interval=Interval(level=LEVEL, lower=money_text(lo), upper=money_text(hi)),
+        )
+        for c, p, lo, hi in zip(carats, prices, lower, upper, strict=True)
+    ]
+
+
+@router.get("/prices", response_model=Prices)
+async def prices(_: ReaderDep, cache: ModelCacheDep) -> Prices:
+    """The learned silver price and gold price per carat, with standard errors and 95% intervals."""
+    model = await _serving(cache)
+    reg = model.regressor
+    report = reg.report_
+
+    def interval(bounds: tuple[float, float] | None) -> Interval | None:
+        if bounds is None:
+            return None
+        return Interval(
+            level=report.level, lower=money_text(bounds[0]), upper=money_text(bounds[1])
+        )
+
+    return Prices(
+        silver_price=to_money(reg.silver_price_),
+        gold_price_per_carat=to_money(reg.gold_price_per_carat_),
+        silver_price_std_error=report.silver_std_error,
+        gold_price_per_carat_std_error=report.gold_std_error,
+        silver_price_interval=interval(report.silver_ci),
+        gold_price_per_carat_interval=interval(report.gold_ci),
+        model_version=model.version,
+        trained_at=model.trained_at,
+        n_samples=model.n_samples,
+    )
+
+
+@router.get("/predict", response_model=SinglePrediction)
+async def predict_one(
+    carats: Annotated[float, Query(gt=0, le=MAX_CARATS, allow_inf_nan=False)],
+    _: ReaderDep,
+    cache: ModelCacheDep,
+    metrics: MetricsDep,
+) -> SinglePrediction:
+    """Quote a ring of the given carats, with its 95% prediction interval."""
+    model = await _serving(cache)
+    [quote] = _quotes(model, [carats])
+    metrics.predictions.inc()
+    return SinglePrediction(**quote.model_dump(), model_version=model.version)
+
+
+@router.post("/predict", response_model=Predictions)
+async def predict_many(
+    body: PredictRequest,
+    _: ReaderDep,
+    cache: ModelCacheDep,
+    metrics: MetricsDep,
+    settings: SettingsDep,
+) -> Predictions:
+    """Quote many rings at once, all from one model version."""
+    if len(body.carats) > settings.MAX_PREDICT_CARATS:
+        raise Unprocessable(f"carats: at most {settings.MAX_PREDICT_CARATS} values per request")
+    model = await _serving(cache)
+    quotes = _quotes(model, body.carats)
+    metrics.predictions.inc(len(quotes))
+    return Predictions(model_version=model.version, predictions=quotes)

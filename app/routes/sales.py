@@ -1,0 +1,181 @@
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, File, Header, Query, Response, UploadFile
+from pydantic import BaseModel
+from sqlalchemy.orm import Session
+
+from app.config import Settings
+from app.deps import CallerDep, MetricsDep, ReadSession, SettingsDep, WriteSession
+from app.errors import Unprocessable
+from app.orm import Sale
+from app.schemas import (
+    ImportResult,
+    RowId,
+    SaleBatch,
+    SaleBatchResult,
+    SaleCreate,
+    SalePage,
+    SalePublic,
+    Timestamp,
+)
+from app.security import Caller
+from app.services import idempotency, sales
+from app.services.csv_import import parse_sales_csv
+from app.services.sales import NewSale, from_cents
+
+router = APIRouter(prefix="/api/v1/sales", tags=["sales"])
+
+IdempotencyKeyHeader = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=255,
+        pattern=r"^[\x21-\x7e]+$",
+        description="Retries with the same key and body replay the first response.",
+    ),
+]
+
+
+def public(sale: Sale) -> SalePublic:
+    return SalePublic(
+        id=sale.id,
+        store_id=sale.store_id,
+        carats=sale.carats,
+        price=from_cents(sale.price_cents),
+        sold_at=sale.sold_at,
+        created_at=sale.created_at,
+    )
+
+
+def _new(record: SaleCreate) -> NewSale:
+    return NewSale(
+        carats=record.carats, price=record.price, store_id=record.store_id, sold_at=record.sold_at
+    )
+
+
+def _idempotent(
+    session: Session,
+    caller: Caller,
+    settings: Settings,
+    key: str | None,
+    request: BaseModel,
+    produce: Callable[[], BaseModel],
+) -> Response:
+    """Run `produce` once per Idempotency-Key; the key commits with the write it guards."""
+    claimed = None
+    if key is not None:
+        outcome = idempotency.claim(
+            session,
+            caller.scope,
+            key,
+            idempotency.fingerprint(type(request).__name__ + request.model_dump_json()),
+            timedelta(hours=settings.IDEMPOTENCY_TTL_HOURS),
+        )
+        if isinstance(outcome, idempotency.Replay):
+            return Response(
+                outcome.body,
+                status_code=outcome.status_code,
+                media_type="application/json",
+                headers={"Idempotent-Replayed": "true"},
+            )
+        claimed = outcome
+    payload = produce().model_dump_json()
+    if claimed is not None:
+        idempotency.complete(session, claimed, 201, payload)
+    return Response(payload, status_code=201, media_type="application/json")
+
+
+@router.post("", status_code=201, response_model=SalePublic)
+def create_sale(
+    body: SaleCreate,
+    caller: CallerDep,
+    session: WriteSession,
+    settings: SettingsDep,
+    metrics: MetricsDep,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> Response:
+    """Record one sale. With a store key, store_id may be left out."""
+
+    def produce() -> SalePublic:
+        [sale] = sales.record_sales(session, caller, [_new(body)], where="")
+        metrics.sales_ingested.labels("single").inc()
+        return public(sale)
+
+    return _idempotent(session, caller, settings, idempotency_key, body, produce)
+
+
+@router.post("/batch", status_code=201, response_model=SaleBatchResult)
+def create_batch(
+    body: SaleBatch,
+    caller: CallerDep,
+    session: WriteSession,
+    settings: SettingsDep,
+    metrics: MetricsDep,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> Response:
+    """Record many sales: all of them, or none when any is invalid."""
+    if len(body.records) > settings.MAX_BATCH_RECORDS:
+        raise Unprocessable(
+            f"records: at most {settings.MAX_BATCH_RECORDS} per batch, got {len(body.records)}"
+        )
+
+    def produce() -> SaleBatchResult:
+        stored = sales.record_sales(session, caller, [_new(r) for r in body.records])
+        metrics.sales_ingested.labels("batch").inc(len(stored))
+        return SaleBatchResult(count=len(stored), items=[public(s) for s in stored])
+
+    return _idempotent(session, caller, settings, idempotency_key, body, produce)
+
+
+@router.post("/import", status_code=201, response_model=ImportResult)
+def import_csv(
+    caller: CallerDep,
+    session: WriteSession,
+    metrics: MetricsDep,
+    file: Annotated[UploadFile, File(description="CSV: carats, price[, sold_at][, store_id]")],
+) -> ImportResult:
+    """Record every row of a CSV file, or none; bad rows are listed by line number."""
+    records = parse_sales_csv(file.file.read())
+    count = sales.import_sales(session, caller, records)
+    metrics.sales_ingested.labels("import").inc(count)
+    return ImportResult(count=count)
+
+
+@router.get("", response_model=SalePage)
+def list_sales(
+    caller: CallerDep,
+    session: ReadSession,
+    settings: SettingsDep,
+    store_id: Annotated[RowId | None, Query()] = None,
+    sold_since: Annotated[Timestamp | None, Query()] = None,
+    sold_until: Annotated[Timestamp | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=1_000)] = 100,
+    cursor: Annotated[str | None, Query(pattern=r"^\d{1,19}$")] = None,
+) -> SalePage:
+    """Sales in the order they were recorded, a page at a time. Store keys see their own."""
+    page, last = sales.list_sales(
+        session,
+        caller,
+        store_id=store_id,
+        sold_since=sold_since,
+        sold_until=sold_until,
+        limit=min(limit, settings.MAX_PAGE_SIZE),
+        after_id=int(cursor) if cursor is not None else None,
+    )
+    return SalePage(items=[public(s) for s in page], next_cursor=str(last) if last else None)
+
+
+@router.get("/{sale_id}", response_model=SalePublic)
+def get_sale(sale_id: RowId, caller: CallerDep, session: ReadSession) -> SalePublic:
+    """One sale."""
+    return public(sales.get_sale(session, caller, sale_id))
+
+
+@router.delete("/{sale_id}", status_code=204)
+def delete_sale(sale_id: RowId, caller: CallerDep, session: WriteSession) -> Response:
+    """Delete one sale (a correction); models already trained keep what they learned."""
+    sales.delete_sale(session, caller, sale_id)
+    return Response(status_code=204)

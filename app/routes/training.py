@@ -1,0 +1,29 @@
+from fastapi import APIRouter
+
+from app.deps import AdminDep, DatabaseDep, MetricsDep, ModelCacheDep
+from app.errors import AppError
+from app.routes.registry import present
+from app.schemas import ModelVersionPublic, TrainRequest
+from app.services import registry, training
+
+router = APIRouter(prefix="/api/v1", tags=["models"])
+
+
+@router.post("/train", status_code=201, response_model=ModelVersionPublic)
+def train(
+    _: AdminDep,
+    db: DatabaseDep,
+    metrics: MetricsDep,
+    cache: ModelCacheDep,
+    body: TrainRequest | None = None,
+) -> ModelVersionPublic:
+    """Fit a new version from the stored sales; it becomes active when it converged."""
+    try:
+        row = training.train(db, body or TrainRequest())
+    except AppError:
+        metrics.training_runs.labels("refused").inc()
+        raise
+    metrics.training_runs.labels(row.status).inc()
+    cache.invalidate()
+    with db.session() as session:
+        return present(session, row, registry.active_version(session))

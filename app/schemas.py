@@ -1,0 +1,222 @@
+"""Request and response bodies. Money leaves the service as a decimal string with two places."""
+
+from datetime import UTC, datetime, timedelta
+from decimal import ROUND_HALF_EVEN, Decimal
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    StringConstraints,
+)
+
+MAX_CARATS = 10_000.0
+MAX_PRICE = Decimal("100000000.00")
+MAX_ID = 2**63 - 1
+CENT = Decimal("0.01")
+
+
+def to_money(value: float | Decimal) -> Decimal:
+    """Round a dollar amount to whole cents (banker's rounding, as in accounting)."""
+    return Decimal(repr(value) if isinstance(value, float) else value).quantize(
+        CENT, rounding=ROUND_HALF_EVEN
+    )
+
+
+def _not_absurd(moment: datetime) -> datetime:
+    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    if moment.year < 1900:
+        raise ValueError("must not be before 1900-01-01")
+    if moment > datetime.now(UTC) + timedelta(days=1):
+        raise ValueError("must not be more than a day in the future")
+    return moment
+
+
+Money = Annotated[Decimal, PlainSerializer(lambda d: f"{to_money(d):.2f}", return_type=str)]
+Carats = Annotated[float, Field(gt=0, le=MAX_CARATS, allow_inf_nan=False)]
+Price = Annotated[Decimal, Field(gt=0, le=MAX_PRICE, decimal_places=2, allow_inf_nan=False)]
+Timestamp = Annotated[datetime, AfterValidator(_not_absurd)]
+RowId = Annotated[int, Field(ge=1, le=MAX_ID)]
+Name = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True, min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$"
+    ),
+]
+
+
+class Input(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# Stores
+
+
+class StoreCreate(Input):
+    name: Name
+
+
+class StorePublic(BaseModel):
+    id: int
+    name: str
+    created_at: datetime
+
+
+class StoreCreated(StorePublic):
+    api_key: str = Field(description="Shown only in this response; keep it safe.")
+
+
+class StoreList(BaseModel):
+    items: list[StorePublic]
+
+
+# Sales
+
+
+class SaleCreate(Input):
+    store_id: RowId | None = Field(None, description="Optional with a store key: its own store.")
+    carats: Carats
+    price: Price = Field(description='Dollars, at most two decimals: 250.10 or "250.10".')
+    sold_at: Timestamp | None = Field(None, description="Defaults to now; naive times are UTC.")
+
+
+class SalePublic(BaseModel):
+    id: int
+    store_id: int
+    carats: float
+    price: Money
+    sold_at: datetime
+    created_at: datetime
+
+
+class SaleBatch(Input):
+    records: list[SaleCreate] = Field(min_length=1)
+
+
+class SaleBatchResult(BaseModel):
+    count: int
+    items: list[SalePublic]
+
+
+class ImportResult(BaseModel):
+    count: int
+
+
+class SalePage(BaseModel):
+    items: list[SalePublic]
+    next_cursor: str | None = Field(
+        description="Pass as ?cursor= for the next page; null at the end."
+    )
+
+
+# Training and the model registry
+
+
+class Method(StrEnum):
+    batch = "batch"
+    minibatch = "minibatch"
+    sgd = "sgd"
+
+
+class TrainRequest(Input):
+    learning_rate: Literal["auto"] | Annotated[float, Field(gt=0, le=1e6, allow_inf_nan=False)] = (
+        "auto"
+    )
+    max_iterations: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
+    tolerance: Annotated[float, Field(ge=0, le=1e6, allow_inf_nan=False)] | None = None
+    feature_scaling: bool = True
+    method: Method = Method.batch
+    batch_size: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
+    epochs: Annotated[int, Field(ge=1, le=10_000)] | None = None
+    random_seed: Annotated[int, Field(ge=0, le=2**32 - 1)] | None = None
+    store_ids: Annotated[list[RowId], Field(min_length=1, max_length=1_000)] | None = None
+    sold_since: Timestamp | None = None
+    sold_until: Timestamp | None = None
+    activate: bool = True
+
+
+def money_text(dollars: float) -> str:
+    """A model's dollar amount as cents text; the fast path for many quotes."""
+    return f"{dollars:.2f}"
+
+
+class Interval(BaseModel):
+    level: float
+    lower: str = Field(description="Dollars, two decimals.")
+    upper: str = Field(description="Dollars, two decimals.")
+
+
+class LiveError(BaseModel):
+    """How the version does on sales recorded after it was trained."""
+
+    n_sales: int
+    mae: float | None
+
+
+class ModelVersionPublic(BaseModel):
+    version: int
+    status: str
+    active: bool
+    silver_price: Money
+    gold_price_per_carat: Money
+    n_samples: int
+    iterations: int
+    converged: bool
+    metrics: dict[str, Any]
+    parameters: dict[str, Any]
+    filters: dict[str, Any]
+    trained_at: datetime
+    training_seconds: float
+    live: LiveError
+
+
+class ModelVersionList(BaseModel):
+    items: list[ModelVersionPublic]
+
+
+class CostHistory(BaseModel):
+    iterations: list[int]
+    cost: list[float]
+
+
+class Prices(BaseModel):
+    silver_price: Money
+    gold_price_per_carat: Money
+    silver_price_std_error: float | None
+    gold_price_per_carat_std_error: float | None
+    silver_price_interval: Interval | None
+    gold_price_per_carat_interval: Interval | None
+    model_version: int
+    trained_at: datetime
+    n_samples: int
+
+
+# Predictions
+
+
+class Prediction(BaseModel):
+    carats: float
+    price: str = Field(description="Dollars, two decimals.")
+    interval: Interval | None = Field(description="95% prediction interval; null with < 3 sales.")
+
+
+class SinglePrediction(Prediction):
+    model_version: int
+
+
+class PredictRequest(Input):
+    carats: list[Carats] = Field(min_length=1)
+
+
+class Predictions(BaseModel):
+    model_version: int
+    predictions: list[Prediction]
+
+
+class Health(BaseModel):
+    status: Literal["ok", "unavailable"]
+    detail: str | None = None

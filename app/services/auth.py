@@ -1,0 +1,47 @@
+"""Who holds a key: the admin, a store, or nobody we know."""
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.config import Settings
+from app.orm import AdminKey, Store
+from app.security import Caller, hash_key, keys_match, new_key
+
+
+def identify(session: Session, settings: Settings, key: str) -> Caller | None:
+    admin_key = settings.ADMIN_API_KEY
+    if admin_key is not None and keys_match(key, admin_key.get_secret_value()):
+        return Caller("admin")
+    digest = hash_key(key)
+    if settings.ADMIN_API_KEY is None:
+        admin_hash = session.scalar(select(AdminKey.key_hash).where(AdminKey.key_hash == digest))
+        if admin_hash is not None and keys_match(digest, admin_hash):
+            return Caller("admin")
+    store = session.execute(
+        select(Store.id, Store.api_key_hash).where(Store.api_key_hash == digest)
+    ).first()
+    if store is not None and store.api_key_hash and keys_match(digest, store.api_key_hash):
+        return Caller("store", store.id)
+    return None
+
+
+def ensure_admin_key(session: Session, settings: Settings) -> str | None:
+    """Generate the admin key on first start when none is configured.
+
+    Returns the new key (to be shown once) or None when one already exists or is configured.
+    """
+    if settings.ADMIN_API_KEY is not None:
+        return None
+    if session.scalar(select(AdminKey.id).limit(1)) is not None:
+        return None
+    return rotate_admin_key(session)
+
+
+def rotate_admin_key(session: Session) -> str:
+    """Replace every stored admin key with a new one and return it."""
+    for old in session.scalars(select(AdminKey)):
+        session.delete(old)
+    key = new_key("admin")
+    session.add(AdminKey(key_hash=hash_key(key)))
+    session.flush()
+    return key

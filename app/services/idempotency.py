@@ -1,0 +1,70 @@
+"""Idempotency-Key handling: a retried write replays the first answer and stores nothing new.
+
+The key row is written first, in the same transaction as the write it guards, so the
+acknowledgement and the key commit together or not at all. On PostgreSQL a concurrent request
+with the same key waits on the unique index until the first commits, then replays it.
+"""
+
+import hashlib
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app.errors import Conflict, Unprocessable
+from app.orm import IdempotencyKey, utcnow
+
+
+@dataclass(frozen=True)
+class Replay:
+    status_code: int
+    body: str
+
+
+def fingerprint(canonical_body: str) -> str:
+    return hashlib.sha256(canonical_body.encode()).hexdigest()
+
+
+def claim(
+    session: Session, scope: str, key: str, request_hash: str, ttl: timedelta
+) -> Replay | IdempotencyKey:
+    """Return the stored answer for this key, or a fresh claim to complete with `complete`."""
+    session.execute(
+        delete(IdempotencyKey).where(
+            IdempotencyKey.scope == scope,
+            IdempotencyKey.key == key,
+            IdempotencyKey.created_at < utcnow() - ttl,
+        )
+    )
+    row = IdempotencyKey(
+        scope=scope, key=key, request_hash=request_hash, status_code=0, response_body=""
+    )
+    try:
+        with session.begin_nested():
+            session.add(row)
+    except IntegrityError:
+        existing = session.scalar(
+            select(IdempotencyKey).where(IdempotencyKey.scope == scope, IdempotencyKey.key == key)
+        )
+        if existing is None:  # the other request rolled back between our insert and this read
+            raise Conflict("a request with this Idempotency-Key is in flight; retry") from None
+        return _replay(existing, request_hash)
+    return row
+
+
+def _replay(existing: IdempotencyKey, request_hash: str) -> Replay:
+    if existing.request_hash != request_hash:
+        raise Unprocessable(
+            "Idempotency-Key: this key was already used with a different request body"
+        )
+    if existing.status_code == 0:
+        raise Conflict("a request with this Idempotency-Key is in flight; retry")
+    return Replay(existing.status_code, existing.response_body)
+
+
+def complete(session: Session, claimed: IdempotencyKey, status_code: int, body: str) -> None:
+    claimed.status_code = status_code
+    claimed.response_body = body
+    session.flush()

@@ -1,0 +1,142 @@
+"""Recording, listing and deleting sales."""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import insert, select
+from sqlalchemy.orm import Session
+
+from app.errors import Forbidden, NotFound, Unprocessable
+from app.orm import Sale, Store, utcnow
+from app.security import Caller
+
+
+@dataclass(frozen=True)
+class NewSale:
+    carats: float
+    price: Decimal
+    store_id: int | None = None
+    sold_at: datetime | None = None
+
+
+def to_cents(price: Decimal) -> int:
+    return int(price.scaleb(2))
+
+
+def from_cents(cents: int) -> Decimal:
+    return Decimal(cents).scaleb(-2)
+
+
+def _store_ids(
+    session: Session, caller: Caller, records: Sequence[NewSale], where: str, first: int
+) -> list[int]:
+    """The store of each record, checked against the caller; every problem is reported."""
+    wanted = {r.store_id for r in records if r.store_id is not None}
+    known = set(session.scalars(select(Store.id).where(Store.id.in_(wanted)))) if wanted else set()
+    errors: list[dict[str, Any]] = []
+    ids: list[int] = []
+    for index, record in enumerate(records):
+        loc = [where, index + first, "store_id"] if where else ["store_id"]
+        store_id = record.store_id
+        if store_id is None:
+            if caller.is_admin:
+                errors.append({"loc": loc, "msg": "required when using the admin key"})
+                continue
+            store_id = caller.store_id
+        elif not caller.is_admin and store_id != caller.store_id:
+            raise Forbidden(f"this key belongs to store {caller.store_id}, not store {store_id}")
+        elif store_id not in known:
+            errors.append({"loc": loc, "msg": f"no store with id {store_id}"})
+            continue
+        assert store_id is not None
+        ids.append(store_id)
+    if errors:
+        raise Unprocessable(errors)
+    return ids
+
+
+def _rows(
+    session: Session, caller: Caller, records: Sequence[NewSale], where: str, first: int
+) -> list[dict[str, Any]]:
+    store_ids = _store_ids(session, caller, records, where, first)
+    now = utcnow()
+    return [
+        {
+            "store_id": store_id,
+            "carats": record.carats,
+            "price_cents": to_cents(record.price),
+            "sold_at": record.sold_at or now,
+            "created_at": now,
+        }
+        for store_id, record in zip(store_ids, records, strict=True)
+    ]
+
+
+def record_sales(
+    session: Session, caller: Caller, records: Sequence[NewSale], *, where: str = "records"
+) -> list[Sale]:
+    """Insert all records or none, in one multi-row INSERT ... RETURNING."""
+    rows = _rows(session, caller, records, where, 0)
+    return list(session.scalars(insert(Sale).returning(Sale, sort_by_parameter_order=True), rows))
+
+
+def import_sales(
+    session: Session, caller: Caller, records: Sequence[NewSale], *, chunk: int = 20_000
+) -> int:
+    """Insert all records of a file or none; errors name the file's line (header is line 1)."""
+    rows = _rows(session, caller, records, "line", 2)
+    for start in range(0, len(rows), chunk):
+        session.execute(insert(Sale), rows[start : start + chunk])
+    return len(rows)
+
+
+def _visible_sale(session: Session, caller: Caller, sale_id: int) -> Sale:
+    sale = session.get(Sale, sale_id)
+    if sale is None:
+        raise NotFound(f"no sale with id {sale_id}")
+    if not caller.is_admin and sale.store_id != caller.store_id:
+        raise Forbidden(f"sale {sale_id} belongs to another store")
+    return sale
+
+
+def get_sale(session: Session, caller: Caller, sale_id: int) -> Sale:
+    return _visible_sale(session, caller, sale_id)
+
+
+def delete_sale(session: Session, caller: Caller, sale_id: int) -> None:
+    session.delete(_visible_sale(session, caller, sale_id))
+    session.flush()
+
+
+def list_sales(
+    session: Session,
+    caller: Caller,
+    *,
+    store_id: int | None,
+    sold_since: datetime | None,
+    sold_until: datetime | None,
+    limit: int,
+    after_id: int | None,
+) -> tuple[list[Sale], int | None]:
+    """One page in id order and the cursor for the next: a keyset, so concurrent inserts
+    never shift or repeat rows across pages."""
+    if not caller.is_admin:
+        if store_id is not None and store_id != caller.store_id:
+            raise Forbidden(f"this key belongs to store {caller.store_id}, not store {store_id}")
+        store_id = caller.store_id
+    query = select(Sale).order_by(Sale.id).limit(limit + 1)
+    if store_id is not None:
+        query = query.where(Sale.store_id == store_id)
+    if sold_since is not None:
+        query = query.where(Sale.sold_at >= sold_since)
+    if sold_until is not None:
+        query = query.where(Sale.sold_at < sold_until)
+    if after_id is not None:
+        query = query.where(Sale.id > after_id)
+    sales = list(session.scalars(query))
+    if len(sales) > limit:
+        return sales[:limit], sales[limit - 1].id
+    return sales, None

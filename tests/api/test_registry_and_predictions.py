@@ -1,0 +1,130 @@
+"""The model registry, activation (roll back and forward), prices and predictions."""
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.config import Settings
+from app.main import create_app
+from tests.helpers import ADMIN, add_sales, new_store
+
+
+def train(client: TestClient, rows: list[tuple[float, str]]) -> dict:  # type: ignore[type-arg]
+    _, key = new_store(client, f"Store {len(rows)} {rows[0][1]}")
+    add_sales(client, key, rows)
+    response = client.post("/api/v1/train", headers=ADMIN)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def test_no_model_yet_answers_409_saying_to_train(client: TestClient) -> None:
+    for path in ("/api/v1/prices", "/api/v1/predict?carats=1", "/api/v1/models/active"):
+        response = client.get(path)
+        assert response.status_code == 409
+        assert "train" in response.json()["detail"]
+    response = client.post("/api/v1/predict", json={"carats": [1]})
+    assert response.status_code == 409
+
+
+def test_registry_lists_gets_and_rolls_back(client: TestClient) -> None:
+    first = train(client, [(1, "110"), (2, "150"), (3, "190")])
+    second = train(client, [(1, "500"), (2, "900"), (3, "1300"), (4, "1700")])
+    items = client.get("/api/v1/models").json()["items"]
+    assert [m["version"] for m in items] == [second["version"], first["version"]]
+    assert [m["active"] for m in items] == [True, False]
+
+    got = client.get(f"/api/v1/models/{first['version']}").json()
+    assert got["silver_price"] == "70.00"
+    assert got["active"] is False
+
+    rolled = client.post(f"/api/v1/models/{first['version']}/activate", headers=ADMIN)
+    assert rolled.status_code == 200
+    assert rolled.json()["active"] is True
+    assert client.get("/api/v1/models/active").json()["version"] == first["version"]
+    # The process that activated serves the new version at once.
+    assert (
+        client.get("/api/v1/predict", params={"carats": 2}).json()["model_version"]
+        == first["version"]
+    )
+    assert client.get("/api/v1/prices").json()["silver_price"] == "70.00"
+
+
+def test_registry_errors(client: TestClient) -> None:
+    _, key = new_store(client)
+    assert client.get("/api/v1/models/42").status_code == 404
+    assert client.get("/api/v1/models/42/cost-history").status_code == 404
+    assert client.get("/api/v1/models/0").status_code == 422
+    assert client.get("/api/v1/models/99999999999999999999").status_code == 422
+    assert client.post("/api/v1/models/42/activate", headers=ADMIN).status_code == 404
+    assert client.post("/api/v1/models/42/activate", headers=key).status_code == 403
+    assert client.post("/api/v1/models/42/activate").status_code == 401
+
+
+def test_prices_report_errors_and_intervals(client: TestClient) -> None:
+    version = train(client, [(1, "150"), (2, "250"), (3, "250"), (4, "330"), (5, "390")])
+    prices = client.get("/api/v1/prices").json()
+    assert prices["model_version"] == version["version"]
+    assert prices["n_samples"] == 5
+    assert prices["silver_price_std_error"] > 0
+    interval = prices["gold_price_per_carat_interval"]
+    assert interval["level"] == 0.95
+    assert (
+        float(interval["lower"]) < float(prices["gold_price_per_carat"]) < float(interval["upper"])
+    )
+
+
+def test_predictions_single_and_many(client: TestClient) -> None:
+    version = train(client, [(1, "110"), (2, "150"), (3, "190"), (4, "231")])
+    one = client.get("/api/v1/predict", params={"carats": 15})
+    assert one.status_code == 200
+    body = one.json()
+    assert body["carats"] == 15
+    assert body["model_version"] == version["version"]
+    price = float(body["price"])
+    lower, upper = float(body["interval"]["lower"]), float(body["interval"]["upper"])
+    assert lower < price < upper
+    assert price == pytest.approx(69.5 + 40.3 * 15, abs=0.01)
+
+    many = client.post("/api/v1/predict", json={"carats": [1, 2.5, 15]}).json()
+    assert many["model_version"] == version["version"]
+    assert [p["carats"] for p in many["predictions"]] == [1, 2.5, 15]
+    assert many["predictions"][2]["price"] == body["price"]
+
+
+def test_exact_fit_with_two_sales_has_no_interval(client: TestClient) -> None:
+    train(client, [(1, "110"), (2, "150")])
+    body = client.get("/api/v1/predict", params={"carats": 3}).json()
+    assert body["price"] == "190.00"
+    assert body["interval"] is None
+
+
+@pytest.mark.parametrize("carats", ["0", "-1", "inf", "nan", "abc", "1e309", "20000"])
+def test_bad_carats_are_422(client: TestClient, carats: str) -> None:
+    train(client, [(1, "110"), (2, "150"), (3, "191")])
+    response = client.get("/api/v1/predict", params={"carats": carats})
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["query", "carats"]
+    assert client.get("/api/v1/predict").status_code == 422
+
+
+def test_many_predictions_are_bounded(settings: Settings) -> None:
+    settings.MAX_PREDICT_CARATS = 5
+    with TestClient(create_app(settings)) as client:
+        train(client, [(1, "110"), (2, "150"), (3, "191")])
+        assert client.post("/api/v1/predict", json={"carats": [1] * 5}).status_code == 200
+        too_many = client.post("/api/v1/predict", json={"carats": [1] * 6})
+        assert too_many.status_code == 422
+        assert "at most 5" in too_many.json()["detail"]
+        assert client.post("/api/v1/predict", json={"carats": []}).status_code == 422
+        assert client.post("/api/v1/predict", json={"carats": [1, -2]}).status_code == 422
+
+
+def test_private_reads_need_a_key(settings: Settings) -> None:
+    settings.PUBLIC_READS = False
+    with TestClient(create_app(settings)) as client:
+        _, key = new_store(client)
+        train(client, [(1, "110"), (2, "150"), (3, "191")])
+        for path in ("/api/v1/prices", "/api/v1/predict?carats=1", "/api/v1/models"):
+            assert client.get(path).status_code == 401
+            assert client.get(path, headers={"X-API-Key": "wrong"}).status_code == 401
+            assert client.get(path, headers=key).status_code == 200
+            assert client.get(path, headers=ADMIN).status_code == 200

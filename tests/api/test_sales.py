@@ -1,0 +1,326 @@
+"""Recording, reading and deleting sales; bad input stores nothing."""
+
+import io
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.helpers import ADMIN, new_store
+
+
+def count(client: TestClient) -> int:
+    total, cursor = 0, None
+    while True:
+        params = {"limit": 1000, **({"cursor": cursor} if cursor else {})}
+        page = client.get("/api/v1/sales", params=params, headers=ADMIN).json()
+        total += len(page["items"])
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return total
+
+
+def test_a_store_key_records_its_own_sale_and_money_reads_back_exactly(client: TestClient) -> None:
+    store_id, key = new_store(client)
+    response = client.post("/api/v1/sales", json={"carats": 2.5, "price": 250.10}, headers=key)
+    assert response.status_code == 201, response.text
+    sale = response.json()
+    assert sale["store_id"] == store_id
+    assert sale["price"] == "250.10"
+    assert sale["carats"] == 2.5
+
+    again = client.get(f"/api/v1/sales/{sale['id']}", headers=key)
+    assert again.status_code == 200
+    assert again.json()["price"] == "250.10"
+
+
+@pytest.mark.parametrize("price", ["0.10", "19999.99", "1", 12345678.9, "99999999.99"])
+def test_prices_keep_every_cent(client: TestClient, price: float | str) -> None:
+    _, key = new_store(client)
+    sale = client.post("/api/v1/sales", json={"carats": 1, "price": price}, headers=key).json()
+    stored = client.get(f"/api/v1/sales/{sale['id']}", headers=key).json()
+    assert stored["price"] == f"{float(price):.2f}"
+
+
+def test_admin_must_name_the_store_and_the_store_must_exist(client: TestClient) -> None:
+    store_id, _ = new_store(client)
+    missing = client.post("/api/v1/sales", json={"carats": 1, "price": 10}, headers=ADMIN)
+    assert missing.status_code == 422
+    assert missing.json()["detail"][0]["loc"] == ["store_id"]
+    unknown = client.post(
+        "/api/v1/sales", json={"store_id": 999, "carats": 1, "price": 10}, headers=ADMIN
+    )
+    assert unknown.status_code == 422
+    assert "no store with id 999" in unknown.json()["detail"][0]["msg"]
+    ok = client.post(
+        "/api/v1/sales", json={"store_id": store_id, "carats": 1, "price": 10}, headers=ADMIN
+    )
+    assert ok.status_code == 201
+    assert count(client) == 1
+
+
+def test_a_store_cannot_write_or_read_another_stores_sales(client: TestClient) -> None:
+    first_id, first = new_store(client, "First")
+    second_id, second = new_store(client, "Second")
+    sale = {"store_id": second_id, "carats": 1, "price": 10}
+    assert client.post("/api/v1/sales", json=sale, headers=first).status_code == 403
+    theirs = client.post("/api/v1/sales", json=sale, headers=second).json()
+    assert client.get(f"/api/v1/sales/{theirs['id']}", headers=first).status_code == 403
+    assert client.delete(f"/api/v1/sales/{theirs['id']}", headers=first).status_code == 403
+    listing = client.get("/api/v1/sales", params={"store_id": second_id}, headers=first)
+    assert listing.status_code == 403
+    own = client.get("/api/v1/sales", headers=first).json()
+    assert own["items"] == []
+    assert first_id != second_id
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"carats": 0, "price": 10}, "carats"),
+        ({"carats": -1, "price": 10}, "carats"),
+        ('{"carats": 1e309, "price": 10}', "carats"),
+        ('{"carats": 1, "price": 1e400}', "price"),
+        ({"carats": "abc", "price": 10}, "carats"),
+        ({"carats": 1, "price": 0}, "price"),
+        ({"carats": 1, "price": "10.005"}, "price"),
+        ({"carats": 1, "price": 1e12}, "price"),
+        ({"carats": 1, "price": "NaN"}, "price"),
+        ({"carats": 1, "price": 10, "sold_at": "yesterday"}, "sold_at"),
+        ({"carats": 1, "price": 10, "sold_at": "1800-01-01T00:00:00Z"}, "sold_at"),
+        ({"carats": 1, "price": 10, "store_id": 2**63}, "store_id"),
+        ({"carats": 1, "price": 10, "colour": "red"}, "colour"),
+        ({"price": 10}, "carats"),
+    ],
+)
+def test_invalid_sales_are_refused_naming_the_field(
+    client: TestClient, body: dict[str, object] | str, field: str
+) -> None:
+    _, key = new_store(client)
+    raw = body if isinstance(body, str) else json.dumps(body)
+    headers = {**key, "Content-Type": "application/json"}
+    response = client.post("/api/v1/sales", content=raw, headers=headers)
+    assert response.status_code == 422, response.text
+    assert field in response.json()["detail"][0]["loc"]
+    assert count(client) == 0
+
+
+def test_json_nan_and_malformed_bodies_are_client_errors(client: TestClient) -> None:
+    _, key = new_store(client)
+    headers = {**key, "Content-Type": "application/json"}
+    for raw in ('{"carats": NaN, "price": 10}', '{"carats": 1, "price": Infinity}', "{", "[]"):
+        response = client.post("/api/v1/sales", content=raw, headers=headers)
+        assert response.status_code == 422, raw
+    assert count(client) == 0
+
+
+def test_a_batch_is_all_or_nothing_and_reports_every_bad_record(client: TestClient) -> None:
+    _, key = new_store(client)
+    records = [
+        {"carats": 1, "price": 100},
+        {"carats": -1, "price": 100},
+        {"carats": 2, "price": 200},
+        {"carats": 3, "price": "1.234"},
+    ]
+    response = client.post("/api/v1/sales/batch", json={"records": records}, headers=key)
+    assert response.status_code == 422
+    locations = [tuple(e["loc"][:3]) for e in response.json()["detail"]]
+    assert ("body", "records", 1) in locations
+    assert ("body", "records", 3) in locations
+    assert count(client) == 0
+
+    good = client.post("/api/v1/sales/batch", json={"records": records[::2]}, headers=key)
+    assert good.status_code == 201
+    assert good.json()["count"] == 2
+    assert [s["price"] for s in good.json()["items"]] == ["100.00", "200.00"]
+    assert count(client) == 2
+
+
+def test_a_batch_with_an_unknown_store_stores_nothing(client: TestClient) -> None:
+    store_id, _ = new_store(client)
+    records = [
+        {"store_id": store_id, "carats": 1, "price": 1},
+        {"store_id": 77, "carats": 1, "price": 1},
+    ]
+    response = client.post("/api/v1/sales/batch", json={"records": records}, headers=ADMIN)
+    assert response.status_code == 422
+    assert response.json()["detail"] == [
+        {"loc": ["records", 1, "store_id"], "msg": "no store with id 77"}
+    ]
+    assert count(client) == 0
+
+
+def test_batch_size_is_limited(settings, client: TestClient) -> None:  # type: ignore[no-untyped-def]
+    _, key = new_store(client)
+    records = [{"carats": 1, "price": 1}] * (settings.MAX_BATCH_RECORDS + 1)
+    response = client.post("/api/v1/sales/batch", json={"records": records}, headers=key)
+    assert response.status_code == 422
+    assert "at most 10000" in response.json()["detail"]
+    empty = client.post("/api/v1/sales/batch", json={"records": []}, headers=key)
+    assert empty.status_code == 422
+    assert count(client) == 0
+
+
+def upload(client: TestClient, headers: dict[str, str], content: bytes):  # type: ignore[no-untyped-def]
+    files = {"file": ("sales.csv", io.BytesIO(content), "text/csv")}
+    return client.post("/api/v1/sales/import", files=files, headers=headers)
+
+
+def test_csv_import_stores_every_row(client: TestClient) -> None:
+    store_id, key = new_store(client)
+    text = "carats,price,sold_at\n1.5,150.10,2026-01-02T03:04:05Z\n2,250,\n3.25,300.5,2026-02-01\n"
+    response = upload(client, key, text.encode())
+    assert response.status_code == 201, response.text
+    assert response.json() == {"count": 3}
+    items = client.get("/api/v1/sales", headers=key).json()["items"]
+    assert [(s["carats"], s["price"], s["store_id"]) for s in items] == [
+        (1.5, "150.10", store_id),
+        (2.0, "250.00", store_id),
+        (3.25, "300.50", store_id),
+    ]
+    assert items[0]["sold_at"] == "2026-01-02T03:04:05Z"
+
+
+def test_csv_import_lists_every_bad_line_and_stores_nothing(client: TestClient) -> None:
+    _, key = new_store(client)
+    text = "carats,price\n1,100\nabc,100\n2,-5\n3,10.999\n0,1\n4,40\n"
+    response = upload(client, key, text.encode())
+    assert response.status_code == 422
+    detail = response.json()["detail"]
+    assert [(e["loc"][1], e["loc"][2]) for e in detail] == [
+        (3, "carats"),
+        (4, "price"),
+        (5, "price"),
+        (6, "carats"),
+    ]
+    assert count(client) == 0
+
+
+def test_csv_import_with_admin_key_needs_known_store_ids(client: TestClient) -> None:
+    store_id, _ = new_store(client)
+    text = f"carats,price,store_id\n1,100,{store_id}\n2,200,999\n3,300,\n"
+    response = upload(client, ADMIN, text.encode())
+    assert response.status_code == 422
+    assert response.json()["detail"] == [
+        {"loc": ["line", 3, "store_id"], "msg": "no store with id 999"},
+        {"loc": ["line", 4, "store_id"], "msg": "required when using the admin key"},
+    ]
+    assert count(client) == 0
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\xff\xfe",
+        b"",
+        b"carats,price\n",
+        b"weight,cost\n1,2\n",
+        b'carats,price\n"1,2\n',
+        "carats,price\n1,\u00e9\n".encode("latin-1"),
+    ],
+)
+def test_csv_garbage_is_a_client_error(client: TestClient, content: bytes) -> None:
+    _, key = new_store(client)
+    response = upload(client, key, content)
+    assert 400 <= response.status_code < 500, response.text
+    assert response.json()["detail"]
+    assert count(client) == 0
+
+
+def test_listing_filters_and_pages_with_a_cursor(client: TestClient) -> None:
+    first_id, first = new_store(client, "First")
+    _, second = new_store(client, "Second")
+    now = datetime.now(UTC)
+    records = [
+        {"carats": i + 1, "price": 10 * (i + 1), "sold_at": (now - timedelta(days=i)).isoformat()}
+        for i in range(7)
+    ]
+    client.post("/api/v1/sales/batch", json={"records": records}, headers=first)
+    client.post("/api/v1/sales/batch", json={"records": records[:2]}, headers=second)
+
+    seen: list[int] = []
+    cursor = None
+    while True:
+        params = {"limit": 3, "store_id": first_id, **({"cursor": cursor} if cursor else {})}
+        page = client.get("/api/v1/sales", params=params, headers=ADMIN).json()
+        seen += [s["id"] for s in page["items"]]
+        # A sale arriving mid-listing lands after the cursor: no page shifts.
+        client.post("/api/v1/sales", json={"carats": 1, "price": 1}, headers=second)
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert len(seen) == 7
+    assert seen == sorted(seen)
+
+    since = (now - timedelta(days=2, hours=1)).isoformat()
+    recent = client.get(
+        "/api/v1/sales", params={"store_id": first_id, "sold_since": since}, headers=ADMIN
+    ).json()
+    assert [s["carats"] for s in recent["items"]] == [1.0, 2.0, 3.0]
+    until = (now - timedelta(days=5, hours=1)).isoformat()
+    old = client.get("/api/v1/sales", params={"sold_until": until}, headers=first).json()
+    assert [s["carats"] for s in old["items"]] == [7.0]
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"limit": 0}, {"limit": 5000}, {"cursor": "abc"}, {"store_id": -1}, {"sold_since": "x"}],
+)
+def test_bad_listing_parameters_are_422(client: TestClient, params: dict[str, object]) -> None:
+    response = client.get("/api/v1/sales", params=params, headers=ADMIN)
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"][0] == "query"
+
+
+def test_get_and_delete_one_sale(client: TestClient) -> None:
+    _, key = new_store(client)
+    sale = client.post("/api/v1/sales", json={"carats": 1, "price": 5}, headers=key).json()
+    assert client.get("/api/v1/sales/999999", headers=key).status_code == 404
+    assert client.delete(f"/api/v1/sales/{sale['id']}", headers=key).status_code == 204
+    assert client.get(f"/api/v1/sales/{sale['id']}", headers=key).status_code == 404
+    assert client.delete(f"/api/v1/sales/{sale['id']}", headers=ADMIN).status_code == 404
+    assert client.get("/api/v1/sales/0", headers=key).status_code == 422
+
+
+def test_sales_need_a_key(client: TestClient) -> None:
+    anonymous = client.post("/api/v1/sales", json={"carats": 1, "price": 1})
+    assert anonymous.status_code == 401
+    assert anonymous.headers["WWW-Authenticate"].startswith("ApiKey")
+    wrong = client.get("/api/v1/sales", headers={"X-API-Key": "jf_store_nope"})
+    assert wrong.status_code == 401
+    assert wrong.json()["detail"] == "unknown or revoked API key"
+
+
+def test_idempotency_key_replays_and_refuses_a_different_body(client: TestClient) -> None:
+    _, key = new_store(client)
+    headers = {**key, "Idempotency-Key": "sale-0001"}
+    first = client.post("/api/v1/sales", json={"carats": 1, "price": 10}, headers=headers)
+    again = client.post("/api/v1/sales", json={"carats": 1, "price": 10}, headers=headers)
+    assert first.status_code == again.status_code == 201
+    assert again.json() == first.json()
+    assert again.headers["Idempotent-Replayed"] == "true"
+    changed = client.post("/api/v1/sales", json={"carats": 2, "price": 10}, headers=headers)
+    assert changed.status_code == 422
+    assert "Idempotency-Key" in changed.json()["detail"]
+    assert count(client) == 1
+
+
+def test_idempotency_keys_are_scoped_to_the_caller(client: TestClient) -> None:
+    _, first = new_store(client, "First")
+    _, second = new_store(client, "Second")
+    body = {"records": [{"carats": 1, "price": 10}]}
+    a = client.post("/api/v1/sales/batch", json=body, headers={**first, "Idempotency-Key": "k"})
+    b = client.post("/api/v1/sales/batch", json=body, headers={**second, "Idempotency-Key": "k"})
+    assert a.status_code == b.status_code == 201
+    assert a.json()["items"][0]["store_id"] != b.json()["items"][0]["store_id"]
+    assert count(client) == 2
+
+
+def test_a_refused_request_does_not_burn_its_idempotency_key(client: TestClient) -> None:
+    _, key = new_store(client)
+    headers = {**key, "Idempotency-Key": "retry-me"}
+    bad = {"records": [{"store_id": 999, "carats": 1, "price": 1}]}
+    assert client.post("/api/v1/sales/batch", json=bad, headers=headers).status_code == 403
+    good = {"records": [{"carats": 1, "price": 1}]}
+    assert client.post("/api/v1/sales/batch", json=good, headers=headers).status_code == 201

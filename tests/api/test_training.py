@@ -1,0 +1,193 @@
+"""Training through the API: what is stored, what is activated, and what is refused."""
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.helpers import ADMIN, add_sales, new_store
+
+ARTICLE_PLAIN = {
+    "learning_rate": 0.01,
+    "max_iterations": 1000,
+    "tolerance": 0,
+    "feature_scaling": False,
+}
+
+
+def article_rows(n: int = 100, seed: int = 7) -> list[tuple[float, str]]:
+    rng = np.random.default_rng(seed)
+    carats = np.round(25 * rng.random(n), 2) + 0.01
+    gold = rng.integers(40, 60, n)
+    return [(float(c), f"{30 + g * c:.2f}") for c, g in zip(carats, gold, strict=True)]
+
+
+def least_squares(rows: list[tuple[float, str]]) -> tuple[float, float]:
+    x = np.array([r[0] for r in rows])
+    y = np.array([float(r[1]) for r in rows])
+    gold, silver = np.polyfit(x, y, 1)
+    return float(silver), float(gold)
+
+
+def test_default_training_lands_on_least_squares_and_activates(client: TestClient) -> None:
+    _, key = new_store(client)
+    rows = article_rows()
+    add_sales(client, key, rows)
+    response = client.post("/api/v1/train", headers=ADMIN)
+    assert response.status_code == 201, response.text
+    version = response.json()
+    silver, gold = least_squares(rows)
+    assert version["status"] == "converged"
+    assert version["active"] is True
+    assert version["n_samples"] == 100
+    assert version["silver_price"] == f"{silver:.2f}"
+    assert version["gold_price_per_carat"] == f"{gold:.2f}"
+    metrics = version["metrics"]
+    assert metrics["optimum_gap"] <= 1e-6
+    assert metrics["mae"] > 0
+    assert metrics["r2"] > 0.9
+    assert {"cost", "mse", "rmse", "residual_std_error"} <= metrics.keys()
+    assert version["parameters"]["learning_rate"] == "auto"
+    assert version["training_seconds"] >= 0
+
+    history = client.get(f"/api/v1/models/{version['version']}/cost-history").json()
+    assert len(history["iterations"]) == len(history["cost"]) >= 1
+    assert history["iterations"][-1] == version["iterations"]
+
+
+def test_the_articles_plain_run_is_available_and_activated(client: TestClient) -> None:
+    _, key = new_store(client)
+    add_sales(client, key, article_rows())
+    response = client.post("/api/v1/train", json=ARTICLE_PLAIN, headers=ADMIN)
+    assert response.status_code == 201, response.text
+    version = response.json()
+    assert version["iterations"] == 1000
+    assert version["status"] == "completed"
+    assert version["active"] is True
+    history = client.get(f"/api/v1/models/{version['version']}/cost-history").json()
+    assert len(history["cost"]) <= 1000
+    assert history["cost"][-1] < history["cost"][0]
+
+
+def test_a_diverging_learning_rate_is_refused_and_nothing_changes(client: TestClient) -> None:
+    _, key = new_store(client)
+    add_sales(client, key, article_rows())
+    first = client.post("/api/v1/train", headers=ADMIN).json()
+    response = client.post(
+        "/api/v1/train", json={**ARTICLE_PLAIN, "learning_rate": 0.5}, headers=ADMIN
+    )
+    assert response.status_code == 422
+    assert "largest stable learning rate" in response.json()["detail"]
+    assert client.get("/api/v1/models/active").json()["version"] == first["version"]
+    assert len(client.get("/api/v1/models").json()["items"]) == 1
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [([], "no sales"), ([(2.0, "100"), (2.0, "120")], "distinct")],
+)
+def test_degenerate_data_is_refused(
+    client: TestClient, rows: list[tuple[float, str]], message: str
+) -> None:
+    _, key = new_store(client)
+    if rows:
+        add_sales(client, key, rows)
+    response = client.post("/api/v1/train", headers=ADMIN)
+    assert response.status_code == 422
+    assert message in response.json()["detail"].lower()
+    assert client.get("/api/v1/models").json()["items"] == []
+
+
+def test_a_run_that_does_not_converge_is_kept_but_not_activated(client: TestClient) -> None:
+    _, key = new_store(client)
+    add_sales(client, key, article_rows())
+    body = {"feature_scaling": False, "learning_rate": 0.001, "max_iterations": 5}
+    response = client.post("/api/v1/train", json=body, headers=ADMIN)
+    assert response.status_code == 201
+    assert response.json()["status"] == "not_converged"
+    assert response.json()["active"] is False
+    assert client.get("/api/v1/prices").status_code == 409
+    refused = client.post(f"/api/v1/models/{response.json()['version']}/activate", headers=ADMIN)
+    assert refused.status_code == 409
+
+
+def test_filters_choose_the_sales_a_model_learns_from(client: TestClient) -> None:
+    cheap_id, cheap = new_store(client, "Cheap")
+    _, dear = new_store(client, "Dear")
+    add_sales(client, cheap, [(1, "110"), (2, "150"), (3, "190")])
+    add_sales(client, dear, [(1, "500"), (2, "900"), (3, "1300")])
+    response = client.post("/api/v1/train", json={"store_ids": [cheap_id]}, headers=ADMIN)
+    version = response.json()
+    assert (version["silver_price"], version["gold_price_per_carat"]) == ("70.00", "40.00")
+    assert version["filters"]["store_ids"] == [cheap_id]
+    assert version["n_samples"] == 3
+
+    old = (datetime.now(UTC) - timedelta(days=30)).isoformat()
+    client.post("/api/v1/sales", json={"carats": 1, "price": 1, "sold_at": old}, headers=cheap)
+    since = (datetime.now(UTC) - timedelta(days=1)).isoformat()
+    recent = client.post("/api/v1/train", json={"sold_since": since}, headers=ADMIN).json()
+    assert recent["n_samples"] == 6
+    backwards = client.post(
+        "/api/v1/train", json={"sold_since": since, "sold_until": old}, headers=ADMIN
+    )
+    assert backwards.status_code == 422
+
+
+@pytest.mark.parametrize("method", ["minibatch", "sgd"])
+def test_stochastic_methods_land_near_the_optimum(client: TestClient, method: str) -> None:
+    _, key = new_store(client)
+    rng = np.random.default_rng(3)
+    carats = rng.uniform(0.5, 25, 400).round(2)
+    rows = [(float(c), f"{30 + 50 * c + rng.normal(0, 2):.2f}") for c in carats]
+    add_sales(client, key, rows)
+    body = {"method": method, "random_seed": 11, "epochs": 30}
+    first = client.post("/api/v1/train", json=body, headers=ADMIN)
+    assert first.status_code == 201, first.text
+    version = first.json()
+    silver, gold = least_squares(rows)
+    assert float(version["gold_price_per_carat"]) == pytest.approx(gold, rel=0.01)
+    assert float(version["silver_price"]) == pytest.approx(silver, rel=0.05)
+    again = client.post("/api/v1/train", json=body, headers=ADMIN).json()
+    assert again["silver_price"] == version["silver_price"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"learning_rate": -1},
+        {"learning_rate": "fast"},
+        {"max_iterations": 0},
+        {"tolerance": -1},
+        {"method": "newton"},
+        {"store_ids": []},
+        {"batch_size": 0},
+        {"epochs": 0},
+        {"random_seed": -1},
+        {"sold_since": "not a date"},
+        {"nonsense": True},
+    ],
+)
+def test_bad_training_settings_are_422(client: TestClient, body: dict[str, object]) -> None:
+    _, key = new_store(client)
+    add_sales(client, key, [(1, "10"), (2, "20"), (3, "31")])
+    response = client.post("/api/v1/train", json=body, headers=ADMIN)
+    assert response.status_code == 422, response.text
+    assert client.get("/api/v1/models").json()["items"] == []
+
+
+def test_training_needs_the_admin_key(client: TestClient) -> None:
+    _, key = new_store(client)
+    assert client.post("/api/v1/train").status_code == 401
+    assert client.post("/api/v1/train", headers=key).status_code == 403
+
+
+def test_each_version_reports_its_error_on_later_sales(client: TestClient) -> None:
+    _, key = new_store(client)
+    add_sales(client, key, [(1, "130"), (2, "180"), (3, "230")])
+    version = client.post("/api/v1/train", headers=ADMIN).json()
+    assert version["live"] == {"n_sales": 0, "mae": None}
+    add_sales(client, key, [(4, "290"), (5, "320")])
+    live = client.get(f"/api/v1/models/{version['version']}").json()["live"]
+    assert live["n_sales"] == 2
+    assert live["mae"] == pytest.approx((10 + 10) / 2)
