@@ -13,18 +13,22 @@ import httpx
 import numpy as np
 from tqdm import tqdm
 
-from app.config import PROJECT_ROOT, Settings
+from app.config import Settings
 
-ADMIN_KEY_FILE = PROJECT_ROOT / "data" / "admin-key"
 DEMO_STORES = ("Aurum & Co", "Goldsmith Lane", "Carat Corner")
 
 
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from app.logs import configure_logging
+
+    # uvicorn's own lines go through the same JSON formatter as ours.
+    configure_logging(Settings().LOG_LEVEL)
     uvicorn.run(
         "app.main:create_app",
         factory=True,
+        log_config=None,
         host=args.host,
         port=args.port,
         workers=args.workers,
@@ -60,15 +64,18 @@ def _rotate_admin_key(_: argparse.Namespace) -> int:
     prepare_database(db, settings)
     with db.session(write=True) as session:
         key = rotate_admin_key(session)
-    _save_admin_key(key)
-    print(f"new admin key (old one revoked), saved to {ADMIN_KEY_FILE}:\n  {key}")
+    _save_admin_key(settings, key)
+    print(f"new admin key (old one revoked), saved to {settings.admin_key_file}:\n  {key}")
     return 0
 
 
-def _save_admin_key(key: str) -> None:
-    ADMIN_KEY_FILE.parent.mkdir(parents=True, exist_ok=True)
-    ADMIN_KEY_FILE.touch(mode=0o600)
-    ADMIN_KEY_FILE.write_text(key + "\n")
+def _save_admin_key(settings: Settings, key: str) -> None:
+    path = settings.admin_key_file
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Readable by its owner only, from the first byte written.
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as file:
+        file.write(key + "\n")
 
 
 def demo_sales(rng: np.random.Generator, n: int) -> list[tuple[float, Decimal, datetime]]:
@@ -98,7 +105,7 @@ def _demo(args: argparse.Namespace) -> int:
     db = Database(settings)
     new_key = prepare_database(db, settings)
     if new_key is not None:
-        _save_admin_key(new_key)
+        _save_admin_key(settings, new_key)
     with db.session(write=True) as session:
         if session.scalar(select(func.count()).select_from(Sale)):
             print("the database already has sales: leaving it as it is")
@@ -124,8 +131,8 @@ def _demo_banner(args: argparse.Namespace, settings: Settings) -> int:
     base = f"http://{args.host}:{args.port}"
     if settings.ADMIN_API_KEY is not None:
         where = "the admin key is JEWELRY_ADMIN_API_KEY"
-    elif ADMIN_KEY_FILE.exists():
-        where = f"the admin key is in {ADMIN_KEY_FILE}"
+    elif settings.admin_key_file.exists():
+        where = f"the admin key is in {settings.admin_key_file}"
     else:
         where = "the admin key was printed when it was made (jewelry-forecast rotate-admin-key)"
     print(f"API docs: {base}/docs\n{where}\ntry: curl '{base}/api/v1/predict?carats=15'")
@@ -134,8 +141,9 @@ def _demo_banner(args: argparse.Namespace, settings: Settings) -> int:
 
 def _client(args: argparse.Namespace) -> httpx.Client:
     key = args.key or os.environ.get("JEWELRY_API_KEY")
-    if not key and ADMIN_KEY_FILE.exists():
-        key = ADMIN_KEY_FILE.read_text().strip()
+    key_file = Settings().admin_key_file
+    if not key and key_file.exists():
+        key = key_file.read_text().strip()
     if not key:
         raise SystemExit("no API key: pass --key, set JEWELRY_API_KEY, or run demo first")
     return httpx.Client(base_url=args.url, headers={"X-API-Key": key}, timeout=300.0)

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -11,7 +11,10 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="JEWELRY_", extra="ignore")
 
-    DATABASE_URL: str = f"sqlite:///{PROJECT_ROOT / 'data' / 'jewelry.db'}"
+    # Where the embedded database and the generated admin key file live.
+    DATA_DIR: Path = PROJECT_ROOT / "data"
+    # Empty means the SQLite file DATA_DIR/jewelry.db.
+    DATABASE_URL: str = ""
     # None means: generate one at first start, keep only its hash, print it once.
     ADMIN_API_KEY: SecretStr | None = None
     PUBLIC_READS: bool = True
@@ -37,6 +40,16 @@ class Settings(BaseSettings):
             if url.startswith(prefix):
                 return "postgresql+psycopg://" + url[len(prefix) :]
         return url
+
+    @model_validator(mode="after")
+    def _default_database(self) -> "Settings":
+        if not self.DATABASE_URL:
+            self.DATABASE_URL = f"sqlite:///{self.DATA_DIR / 'jewelry.db'}"
+        return self
+
+    @property
+    def admin_key_file(self) -> Path:
+        return self.DATA_DIR / "admin-key"
 
     @field_validator("ADMIN_API_KEY")
     @classmethod

@@ -33,3 +33,4 @@ def configure_logging(level: str) -> None:
     root.setLevel(level.upper())
     # uvicorn's own access log would duplicate ours, without the request id.
     logging.getLogger("uvicorn.access").disabled = True
+    logging.getLogger("alembic").setLevel(logging.WARNING)

@@ -10,8 +10,9 @@ from app.config import PROJECT_ROOT
 
 
 def alembic_config() -> Config:
-    config = Config(str(PROJECT_ROOT / "alembic.ini"))
+    config = Config()
     config.set_main_option("script_location", str(PROJECT_ROOT / "migrations"))
+    config.set_main_option("path_separator", "os")
     return config
 
 

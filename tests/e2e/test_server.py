@@ -1,0 +1,127 @@
+"""The service as a user runs it: `jewelry-forecast serve` in its own process, over real HTTP."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.helpers import ADMIN, ADMIN_KEY
+
+CLI = str(Path(sys.executable).parent / "jewelry-forecast")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def server(database_url: str, tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    port = free_port()
+    env = {
+        **os.environ,
+        "JEWELRY_DATABASE_URL": database_url,
+        "JEWELRY_DATA_DIR": str(tmp_path),
+        "JEWELRY_ADMIN_API_KEY": ADMIN_KEY,
+    }
+    log = (tmp_path / "server.log").open("wb")
+    process = subprocess.Popen(
+        [CLI, "serve", "--port", str(port), "--graceful-timeout", "5"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(f"{base}/health/ready", timeout=1).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        assert process.poll() is None, (tmp_path / "server.log").read_text()
+        assert time.monotonic() < deadline, "server did not become ready"
+        time.sleep(0.1)
+    try:
+        yield base, process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+def test_a_store_sells_the_operator_trains_and_rolls_back(
+    server: tuple[str, subprocess.Popen[bytes]], tmp_path: Path
+) -> None:
+    base, process = server
+    log_file = tmp_path / "server.log"
+    with httpx.Client(base_url=base, timeout=30) as http:
+        store = http.post("/api/v1/stores", json={"name": "Main Street"}, headers=ADMIN)
+        assert store.status_code == 201
+        key = {"X-API-Key": store.json()["api_key"]}
+
+        first = [{"carats": c, "price": p} for c, p in ((1, 150), (2, 250), (3, 250))]
+        assert http.post("/api/v1/sales/batch", json={"records": first}, headers=key).is_success
+        v1 = http.post("/api/v1/train", json={}, headers=ADMIN).json()
+        assert (v1["silver_price"], v1["gold_price_per_carat"]) == ("116.67", "50.00")
+
+        csv = b"carats,price\n4,400\n5,450.50\n"
+        imported = http.post(
+            "/api/v1/sales/import", files={"file": ("more.csv", csv, "text/csv")}, headers=key
+        )
+        assert imported.json() == {"count": 2}
+        v2 = http.post("/api/v1/train", json={}, headers=ADMIN).json()
+        assert v2["version"] == v1["version"] + 1
+
+        quote = http.get("/api/v1/predict", params={"carats": 15}).json()
+        assert quote["model_version"] == v2["version"]
+        assert float(quote["interval"]["lower"]) < float(quote["price"])
+
+        rolled = http.post(f"/api/v1/models/{v1['version']}/activate", headers=ADMIN)
+        assert rolled.status_code == 200
+        back = http.post("/api/v1/predict", json={"carats": [15]}).json()
+        assert back["model_version"] == v1["version"]
+        assert back["predictions"][0]["price"] == f"{116.6666666667 + 50 * 15:.2f}"
+        assert http.get("/api/v1/models/active").json()["version"] == v1["version"]
+        assert "jewelry_http_requests_total" in http.get("/metrics").text
+
+    process.send_signal(signal.SIGTERM)
+    # uvicorn finishes in-flight work, then re-raises the signal as its exit status.
+    assert process.wait(timeout=15) in (0, -signal.SIGTERM)
+    assert '"message": "Application shutdown complete."' in log_file.read_text()
+
+
+def test_the_command_line_client_imports_and_trains(
+    server: tuple[str, subprocess.Popen[bytes]], tmp_path: Path
+) -> None:
+    base, _ = server
+    with httpx.Client(base_url=base) as http:
+        store_id = http.post("/api/v1/stores", json={"name": "CLI"}, headers=ADMIN).json()["id"]
+    csv = tmp_path / "sales.csv"
+    rows = "\n".join(f"{c},{30 + 50 * c:.2f},{store_id}" for c in range(1, 2001))
+    csv.write_text("carats,price,store_id\n" + rows + "\n")
+    common = ["--url", base, "--key", ADMIN_KEY]
+    imported = subprocess.run(
+        [CLI, "import", str(csv), *common], capture_output=True, text=True, timeout=60
+    )
+    assert imported.returncode == 0, imported.stderr
+    assert '"count": 2000' in imported.stdout
+    assert "sales.csv" in imported.stderr  # the progress bar
+    trained = subprocess.run([CLI, "train", *common], capture_output=True, text=True, timeout=60)
+    assert trained.returncode == 0, trained.stderr
+    assert '"silver_price": "30.00"' in trained.stdout
+    assert '"gold_price_per_carat": "50.00"' in trained.stdout
+    refused = subprocess.run(
+        [CLI, "train", "--url", base, "--key", "wrong"], capture_output=True, text=True
+    )
+    assert refused.returncode == 1
+    assert "unknown or revoked API key" in refused.stdout

@@ -1,0 +1,64 @@
+"""`jewelry-forecast demo`, `migrate` and `rotate-admin-key` on a fresh data folder."""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from app.config import Settings
+from app.db import Database
+from app.orm import ModelVersion, Sale, Store
+from app.services import registry
+
+CLI = str(Path(sys.executable).parent / "jewelry-forecast")
+
+
+def run(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JEWELRY_")}
+    env["JEWELRY_DATA_DIR"] = str(data_dir)
+    return subprocess.run([CLI, *args], env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_demo_loads_three_stores_trains_and_saves_the_admin_key(tmp_path: Path) -> None:
+    first = run(tmp_path, "demo")
+    assert first.returncode == 0, first.stderr
+    assert "http://127.0.0.1:8000/docs" in first.stdout
+    key_file = tmp_path / "admin-key"
+    assert str(key_file) in first.stdout
+    assert key_file.stat().st_mode & 0o077 == 0
+    key = key_file.read_text().strip()
+    assert re.fullmatch(r"jf_admin_[A-Za-z0-9_-]{43}", key)
+    assert key not in first.stdout + first.stderr
+
+    db = Database(Settings(DATA_DIR=tmp_path))
+    with db.session() as session:
+        assert session.scalar(select(func.count()).select_from(Store)) == 3
+        assert session.scalar(select(func.count()).select_from(Sale)) == 300
+        carats = session.execute(select(func.min(Sale.carats), func.max(Sale.carats))).one()
+        assert carats[0] >= 0.5 and carats[1] <= 25
+        model = session.get(ModelVersion, registry.active_version(session))
+        assert model is not None
+        # The demo's truth: silver about $30, gold $40-60 (mean 50) per carat.
+        assert abs(model.silver_price - 30) < 4 * model.metrics["silver_std_error"]
+        assert abs(model.gold_price_per_carat - 50) < 4 * model.metrics["gold_std_error"]
+    db.dispose()
+
+    again = run(tmp_path, "demo")
+    assert again.returncode == 0
+    assert "already has sales" in again.stdout
+    assert key_file.read_text().strip() == key
+
+    rotated = run(tmp_path, "rotate-admin-key")
+    assert rotated.returncode == 0
+    assert key_file.read_text().strip() != key
+
+
+def test_migrate_down_and_up(tmp_path: Path) -> None:
+    up = run(tmp_path, "migrate")
+    assert up.returncode == 0, up.stderr
+    down = run(tmp_path, "migrate", "--downgrade", "base")
+    assert "schema at None" in down.stdout
+    assert re.search(r"schema at [0-9a-f]{12}", run(tmp_path, "migrate").stdout)
