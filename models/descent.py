@@ -1,0 +1,382 @@
+"""Gradient descent on the squared-error cost, from sufficient statistics or from row chunks.
+
+Everything happens in a *feature space* ``x' = (x - x_offset) / x_scale``,
+``y' = (y - y_offset) / y_scale``: the raw space (offsets 0, scales 1) is the article's
+algorithm; the standardised space (centred on the means, divided by the standard deviations,
+as scikit-learn's ``LinearRegression`` centres) has the identity as Hessian, so a step size
+derived from it converges at once and no data set is badly conditioned there.
+
+In a feature space with ``r_i = theta0 + theta1 x'_i - y'_i`` the cost and its gradient are
+
+* ``J = 1/(2m) sum r_i^2 = (rbar^2 + Vy - 2 theta1 C + theta1^2 Vx) / 2``
+* ``dJ/dtheta0 = rbar``, ``dJ/dtheta1 = theta1 Vx - C + rbar mx``
+
+where ``rbar = theta0 + theta1 mx - my`` is the mean residual and ``mx, my, Vx, Vy, C`` are the
+means, variances and covariance of the transformed data, taken from the *centred* sums. That
+is the article's ``(1/m) X^T (X theta - y)`` rearranged by the shift algebra so that nothing
+large cancels, and the cost is evaluated as ``J* + (rbar^2 + Vx (theta1 - b*)^2) / 2`` around
+its minimum ``J*``, so that it stays accurate (and monotone) right down to the optimum.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from models.errors import DivergenceError, MismatchedLengthError
+from models.stats import SufficientStats, as_sales_arrays
+
+__all__ = [
+    "ChunkSource",
+    "DescentResult",
+    "FeatureSpace",
+    "Quadratic",
+    "run_batch",
+    "run_stochastic",
+]
+
+ChunkSource = Callable[[], Iterable[tuple[np.ndarray, np.ndarray]]]
+
+# A cost that rises by more than this fraction (plus a floor relative to the starting cost)
+# is divergence; anything smaller is rounding noise at the optimum.
+_RISE_RTOL = 1e-9
+_RISE_FLOOR = 1e-12
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureSpace:
+    """An affine change of variables ``x' = (x - x_offset)/x_scale``, same for ``y``.
+
+    Examples
+    --------
+    >>> FeatureSpace.raw().to_prices(30.0, 50.0)
+    (30.0, 50.0)
+    >>> s = SufficientStats.from_arrays([1.0, 2.0, 3.0], [150.0, 250.0, 250.0])
+    >>> space = FeatureSpace.standardised(s)
+    >>> space.x_offset, round(space.x_scale ** 2, 12)
+    (2.0, 0.666666666667)
+    """
+
+    name: str
+    x_offset: float
+    x_scale: float
+    y_offset: float
+    y_scale: float
+
+    @classmethod
+    def raw(cls) -> FeatureSpace:
+        """Carats and dollars as they are (the article's space)."""
+        return cls("raw", 0.0, 1.0, 0.0, 1.0)
+
+    @classmethod
+    def standardised(cls, stats: SufficientStats) -> FeatureSpace:
+        """Centre on the means and divide by the standard deviations.
+
+        Constant prices have no spread to divide by; their scale is left at 1.
+        """
+        y_scale = stats.std_y
+        return cls(
+            "scaled",
+            stats.mean_x,
+            stats.std_x,
+            stats.mean_y,
+            y_scale if y_scale > 0.0 else 1.0,
+        )
+
+    def to_prices(self, theta0: float, theta1: float) -> tuple[float, float]:
+        """Map working-space parameters to ``(silver_price, gold_price_per_carat)``."""
+        gold = self.y_scale * theta1 / self.x_scale
+        silver = self.y_offset + self.y_scale * theta0 - gold * self.x_offset
+        return silver, gold
+
+
+@dataclass(frozen=True, slots=True)
+class Quadratic:
+    """The cost ``J`` of one data set in one feature space, as exact closed-form pieces.
+
+    Attributes
+    ----------
+    mx, my : float
+        Means of the transformed carats and prices.
+    vx, cxy : float
+        Variance of the transformed carats, covariance of transformed carats and prices.
+    slope : float
+        ``cxy / vx``, the optimal ``theta1``.
+    min_cost : float
+        ``J`` at its minimum, ``(Vy - C^2/Vx) / 2``, clipped at 0.
+
+    Examples
+    --------
+    The article's toy data ``(1, 3), (2, 6), (3, 9)``:
+
+    >>> q = Quadratic.from_stats(SufficientStats.from_arrays([1, 2, 3], [3, 6, 9]),
+    ...                          FeatureSpace.raw())
+    >>> q.cost(0.0, 0.0), q.gradient(0.0, 0.0)
+    (21.0, (-6.0, -14.0))
+    """
+
+    mx: float
+    my: float
+    vx: float
+    cxy: float
+    slope: float
+    min_cost: float
+
+    @classmethod
+    def from_stats(cls, stats: SufficientStats, space: FeatureSpace) -> Quadratic:
+        n = stats.n
+        sx, sy = space.x_scale, space.y_scale
+        # The offsets are subtracted from the shifts first: with offset = mean this is an
+        # exact zero rather than the rounding residue of two large numbers.
+        mx = ((stats.shift_x - space.x_offset) + stats.sum_x / n) / sx
+        my = ((stats.shift_y - space.y_offset) + stats.sum_y / n) / sy
+        sxx, sxy, syy = stats.sxx, stats.sxy, stats.syy
+        vx = sxx / n / (sx * sx)
+        cxy = sxy / n / (sx * sy)
+        residual = max(syy - sxy * (sxy / sxx), 0.0)
+        return cls(mx, my, vx, cxy, cxy / vx, 0.5 * residual / n / (sy * sy))
+
+    def mean_residual(self, theta0: float, theta1: float) -> float:
+        return theta0 + theta1 * self.mx - self.my
+
+    def gradient(self, theta0: float, theta1: float) -> tuple[float, float]:
+        """``(dJ/dtheta0, dJ/dtheta1)``."""
+        rbar = self.mean_residual(theta0, theta1)
+        return rbar, theta1 * self.vx - self.cxy + rbar * self.mx
+
+    def cost(self, theta0: float, theta1: float) -> float:
+        """``J(theta)`` in this space's units."""
+        rbar = self.mean_residual(theta0, theta1)
+        d = theta1 - self.slope
+        return self.min_cost + 0.5 * (rbar * rbar + self.vx * d * d)
+
+    def optimum(self) -> tuple[float, float]:
+        """The minimiser ``(theta0*, theta1*)``."""
+        return self.my - self.slope * self.mx, self.slope
+
+    def hessian_eigenvalues(self) -> tuple[float, float]:
+        """Eigenvalues ``(lambda_min, lambda_max)`` of ``[[1, mx], [mx, Vx + mx^2]]``."""
+        d = self.vx + self.mx * self.mx
+        lam_max = 0.5 * (1.0 + d) + math.hypot(0.5 * (1.0 - d), self.mx)
+        # The determinant is exactly Vx; dividing by lambda_max avoids the cancellation of
+        # the textbook formula for the small eigenvalue.
+        return self.vx / lam_max, lam_max
+
+    def max_stable_rate(self) -> float:
+        """``2 / lambda_max``: batch descent diverges at this rate or above."""
+        return 2.0 / self.hessian_eigenvalues()[1]
+
+    def optimal_rate(self) -> float:
+        """``2 / (lambda_min + lambda_max)``: the fastest constant rate for a quadratic."""
+        lo, hi = self.hessian_eigenvalues()
+        return 2.0 / (lo + hi)
+
+
+@dataclass(slots=True)
+class DescentResult:
+    """What a descent run produced, in working-space parameters."""
+
+    theta0: float
+    theta1: float
+    n_iter: int
+    converged: bool
+    gradient_norm: float
+    learning_rate: float
+    iterations: list[int] = field(default_factory=list)
+    costs: list[float] = field(default_factory=list)
+
+
+def _divergence(rate: float, q: Quadratic, space: FeatureSpace, why: str) -> DivergenceError:
+    limit = q.max_stable_rate()
+    return DivergenceError(
+        f"learning rate {rate:.6g} makes gradient descent diverge on this data ({why}); "
+        f"the largest stable learning rate is {limit:.6g} (2 / largest Hessian eigenvalue "
+        f"of the cost, in the {space.name} feature space): use a smaller rate or 'auto'",
+        learning_rate=rate,
+        max_stable_learning_rate=limit,
+        feature_space=space.name,
+    )
+
+
+def check_rate(rate: float, q: Quadratic, space: FeatureSpace) -> None:
+    """Refuse a rate at or above ``2 / lambda_max`` before running anything."""
+    if rate >= q.max_stable_rate():
+        raise _divergence(rate, q, space, "at or above the stability limit")
+
+
+def run_batch(
+    q: Quadratic,
+    space: FeatureSpace,
+    *,
+    learning_rate: float,
+    max_iterations: int,
+    tolerance: float,
+) -> DescentResult:
+    """Full-batch gradient descent from ``theta = 0``.
+
+    Each iteration is ``theta -= learning_rate * grad J(theta)`` followed by recording the cost,
+    the article's loop; with ``tolerance > 0`` it stops as soon as the gradient norm is at or
+    below it. Costs are recorded in dollars squared whatever the space.
+
+    Raises
+    ------
+    DivergenceError
+        If the rate is at or above the stability limit, or the cost rises or stops being
+        finite during the run.
+
+    Examples
+    --------
+    >>> q = Quadratic.from_stats(SufficientStats.from_arrays([1, 2, 3], [3, 6, 9]),
+    ...                          FeatureSpace.raw())
+    >>> r = run_batch(q, FeatureSpace.raw(), learning_rate=0.01, max_iterations=2, tolerance=0)
+    >>> round(r.theta1, 6), [round(c, 4) for c in r.costs]
+    (0.272267, [18.7443, 16.7319])
+    """
+    check_rate(learning_rate, q, space)
+    to_dollars2 = space.y_scale * space.y_scale
+    t0 = t1 = 0.0
+    previous = q.cost(t0, t1)
+    floor = _RISE_FLOOR * previous
+    costs: list[float] = []
+    g0, g1 = q.gradient(t0, t1)
+    norm = math.hypot(g0, g1)
+    n_iter = 0
+    while n_iter < max_iterations and not norm <= tolerance:
+        t0 -= learning_rate * g0
+        t1 -= learning_rate * g1
+        n_iter += 1
+        cost = q.cost(t0, t1)
+        if not math.isfinite(cost) or cost > previous * (1.0 + _RISE_RTOL) + floor:
+            why = "the cost became non-finite" if not math.isfinite(cost) else "the cost rose"
+            raise _divergence(learning_rate, q, space, f"{why} at iteration {n_iter}")
+        costs.append(cost * to_dollars2)
+        previous = cost
+        g0, g1 = q.gradient(t0, t1)
+        norm = math.hypot(g0, g1)
+    return DescentResult(
+        theta0=t0,
+        theta1=t1,
+        n_iter=n_iter,
+        converged=norm <= tolerance,
+        gradient_norm=norm,
+        learning_rate=learning_rate,
+        iterations=list(range(1, n_iter + 1)),
+        costs=costs,
+    )
+
+
+def run_stochastic(
+    q: Quadratic,
+    space: FeatureSpace,
+    chunks: ChunkSource,
+    *,
+    n_rows: int,
+    learning_rate: float,
+    batch_size: int,
+    epochs: int,
+    tolerance: float,
+    rng: np.random.Generator,
+) -> DescentResult:
+    """Mini-batch (or, with ``batch_size=1``, stochastic) gradient descent over row chunks.
+
+    ``chunks()`` is called once per epoch and yields ``(carats, prices)`` arrays; each chunk is
+    shuffled with ``rng`` and cut into batches, so memory stays bounded by the chunk size.
+    The step at update ``k`` is ``learning_rate / (1 + k / updates_per_epoch)`` and the result
+    is the average of the iterates over the second half of the epochs (Polyak-Ruppert
+    averaging), which removes most of the noise a stochastic step leaves. After each epoch
+    the exact full cost (and gradient) of the reported parameters comes from ``q``; the run
+    stops early when that gradient norm is at or below ``tolerance``.
+
+    Raises
+    ------
+    DivergenceError
+        If the rate is at or above the full-batch stability limit, the parameters stop being
+        finite, or an epoch ends with a higher cost than the start.
+    MismatchedLengthError
+        If an epoch yields a different number of rows than ``n_rows``.
+    """
+    check_rate(learning_rate, q, space)
+    to_dollars2 = space.y_scale * space.y_scale
+    start_cost = q.cost(0.0, 0.0)
+    updates_per_epoch = max(1, -(-n_rows // batch_size))
+    averaging_from = epochs // 2
+    t0 = t1 = 0.0
+    avg0 = avg1 = 0.0
+    n_avg = 0
+    step = 0
+    iterations: list[int] = []
+    costs: list[float] = []
+    converged = False
+    norm = math.inf
+    for epoch in range(epochs):
+        averaging = epoch >= averaging_from
+        seen = 0
+        for raw_x, raw_y in chunks():
+            x, y = as_sales_arrays(raw_x, raw_y)
+            seen += x.size
+            if x.size == 0:
+                continue
+            order = rng.permutation(x.size)
+            z = (x[order] - space.x_offset) / space.x_scale
+            t = (y[order] - space.y_offset) / space.y_scale
+            if batch_size == 1:
+                # Per-row numpy calls cost microseconds each; plain floats are far faster.
+                for zi, ti in zip(z.tolist(), t.tolist(), strict=True):
+                    rate = learning_rate / (1.0 + step / updates_per_epoch)
+                    r = t0 + t1 * zi - ti
+                    t0 -= rate * r
+                    t1 -= rate * r * zi
+                    step += 1
+                    if averaging:
+                        n_avg += 1
+                        avg0 += (t0 - avg0) / n_avg
+                        avg1 += (t1 - avg1) / n_avg
+            else:
+                with np.errstate(over="ignore", invalid="ignore"):
+                    for start in range(0, z.size, batch_size):
+                        zb = z[start : start + batch_size]
+                        tb = t[start : start + batch_size]
+                        r = t0 + t1 * zb - tb
+                        rate = learning_rate / (1.0 + step / updates_per_epoch)
+                        t0 -= rate * float(r.mean())
+                        t1 -= rate * float(np.dot(r, zb)) / zb.size
+                        step += 1
+                        if averaging:
+                            n_avg += 1
+                            avg0 += (t0 - avg0) / n_avg
+                            avg1 += (t1 - avg1) / n_avg
+        if seen != n_rows:
+            raise MismatchedLengthError(
+                f"the row chunks of epoch {epoch + 1} hold {seen} sales but the statistics "
+                f"describe {n_rows}: rows and statistics must come from the same data"
+            )
+        p0, p1 = (avg0, avg1) if n_avg else (t0, t1)
+        cost = q.cost(p0, p1) if math.isfinite(p0) and math.isfinite(p1) else math.inf
+        if not math.isfinite(cost) or cost > start_cost * (1.0 + _RISE_RTOL):
+            why = (
+                "the parameters became non-finite"
+                if not math.isfinite(cost)
+                else ("the cost rose above its starting value")
+            )
+            raise _divergence(learning_rate, q, space, f"{why} in epoch {epoch + 1}")
+        iterations.append(step)
+        costs.append(cost * to_dollars2)
+        g0, g1 = q.gradient(p0, p1)
+        norm = math.hypot(g0, g1)
+        if norm <= tolerance:
+            converged = True
+            break
+    p0, p1 = (avg0, avg1) if n_avg else (t0, t1)
+    return DescentResult(
+        theta0=p0,
+        theta1=p1,
+        n_iter=step,
+        converged=converged,
+        gradient_norm=norm,
+        learning_rate=learning_rate,
+        iterations=iterations,
+        costs=costs,
+    )

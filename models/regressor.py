@@ -1,0 +1,584 @@
+"""The ring price estimator: ``price = silver_price + gold_price_per_carat * carats``."""
+
+from __future__ import annotations
+
+import math
+import numbers
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from models.descent import (
+    ChunkSource,
+    DescentResult,
+    FeatureSpace,
+    Quadratic,
+    run_batch,
+    run_stochastic,
+)
+from models.errors import (
+    ConvergenceWarning,
+    InvalidParameterError,
+    ModelError,
+    NonFiniteDataError,
+    NotFittedError,
+)
+from models.history import CostHistory
+from models.report import FitReport, build_report, prediction_interval
+from models.stats import SufficientStats, as_sales_arrays, check_fittable
+
+__all__ = ["RingPriceRegressor"]
+
+METHODS = ("batch", "minibatch", "sgd")
+DEFAULT_MAX_ITERATIONS = 10_000
+DEFAULT_BATCH_SIZE = 32
+DEFAULT_EPOCHS = 50
+SERIAL_FORMAT = "ring-price-regressor/1"
+
+_PARAM_NAMES = (
+    "learning_rate",
+    "max_iterations",
+    "tolerance",
+    "feature_scaling",
+    "method",
+    "batch_size",
+    "epochs",
+    "random_seed",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Settings:
+    learning_rate: float | None  # None means "auto"
+    max_iterations: int
+    tolerance: float
+    feature_scaling: bool
+    method: str
+    batch_size: int
+    epochs: int
+    random_seed: int | None
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_real(value: object) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _optional_count(name: str, value: object, default: int) -> int:
+    if value is None:
+        return default
+    if not _is_int(value) or int(value) < 1:  # type: ignore[call-overload]
+        raise InvalidParameterError(f"{name} must be None or an integer >= 1, got {value!r}")
+    return int(value)  # type: ignore[call-overload]
+
+
+def _relative_gap(value: float, best: float, scale: float) -> float:
+    # A price near 0 is the cancellation of much larger terms, so "relative" is taken to a
+    # floor of 1e-6 of those terms' size rather than to the (meaningless) tiny value.
+    denominator = max(abs(best), 1e-6 * scale, 1e-300)
+    return min(abs(value - best) / denominator, 1e300)
+
+
+class RingPriceRegressor:
+    """Learn the silver price and the gold price per carat of rings by gradient descent.
+
+    The model is ``price = silver_price + gold_price_per_carat * carats``, fitted by
+    minimising ``J = 1/(2m) sum (silver + gold * carats - price)^2``. As in scikit-learn,
+    ``__init__`` only stores the keyword-only hyperparameters and ``fit`` validates them.
+
+    With the defaults the carats and prices are standardised (centred on their means and
+    divided by their standard deviations, which is always advisable), the step size is the
+    optimal constant rate ``2 / (lambda_min + lambda_max)`` computed from the exact Hessian,
+    and the run stops when the gradient norm is at most ``tolerance``: the result is the
+    least-squares optimum to rounding. The article's plain algorithm is
+    ``learning_rate=0.01, max_iterations=1000, tolerance=0, feature_scaling=False``.
+
+    Parameters
+    ----------
+    learning_rate : "auto" or float, default "auto"
+        Step size in the working feature space (standardised or raw). A rate at or above
+        ``2 / lambda_max`` raises :class:`DivergenceError` naming the largest stable rate.
+        For mini-batch and stochastic descent it is the initial step, which then decays.
+    max_iterations : int or None, default None
+        Batch iteration budget (10,000 when None); with ``tolerance=0`` exactly this many run.
+    tolerance : float, default 1e-10
+        Stop when the gradient norm in the working space is at most this; 0 never stops early.
+    feature_scaling : bool, default True
+        Work in the standardised space; False is the article's raw space.
+    method : {"batch", "minibatch", "sgd"}, default "batch"
+        Full-batch descent (needs only the sufficient statistics), or mini-batch / stochastic
+        descent over rows.
+    batch_size : int or None, default None
+        Rows per mini-batch (32 when None); ``method="sgd"`` means 1.
+    epochs : int or None, default None
+        Passes over the rows for mini-batch and stochastic descent (50 when None).
+    random_seed : int or None, default None
+        Seed of the row shuffling; the same seed gives the same fit.
+
+    Attributes
+    ----------
+    silver_price_, gold_price_per_carat_ : float
+        The learned prices (dollars, dollars per carat).
+    n_iter_ : int
+        Parameter updates made.
+    converged_ : bool
+        Whether the final gradient norm is at or below ``tolerance``.
+    gradient_norm_ : float
+        Final gradient norm in the working feature space.
+    learning_rate_ : float
+        The (initial) step size used.
+    max_stable_learning_rate_ : float
+        ``2 / lambda_max`` of the cost's Hessian in the working feature space.
+    optimum_ : tuple of float
+        ``(silver, gold)`` from the closed-form solution of the normal equations.
+    optimum_gap_ : float
+        Largest relative distance of the two prices to ``optimum_`` (see :meth:`fit`).
+    cost_history_ : CostHistory
+        Cost after selected updates (per epoch for the stochastic methods).
+    report_ : FitReport
+        Error measures, standard errors and confidence intervals.
+    stats_ : SufficientStats
+        The statistics the fit used.
+
+    Examples
+    --------
+    >>> reg = RingPriceRegressor().fit([1, 2, 3], [150, 250, 250])
+    >>> round(reg.silver_price_, 4), round(reg.gold_price_per_carat_, 4), reg.converged_
+    (116.6667, 50.0, True)
+    >>> reg.predict([15]).round(2).tolist()
+    [866.67]
+    >>> plain = RingPriceRegressor(learning_rate=0.01, max_iterations=2, tolerance=0,
+    ...                            feature_scaling=False).fit([1, 2, 3], [3, 6, 9])
+    >>> round(plain.gold_price_per_carat_, 6), plain.n_iter_
+    (0.272267, 2)
+    """
+
+    def __init__(
+        self,
+        *,
+        learning_rate: float | str = "auto",
+        max_iterations: int | None = None,
+        tolerance: float = 1e-10,
+        feature_scaling: bool = True,
+        method: str = "batch",
+        batch_size: int | None = None,
+        epochs: int | None = None,
+        random_seed: int | None = None,
+    ) -> None:
+        self.learning_rate = learning_rate
+        self.max_iterations = max_iterations
+        self.tolerance = tolerance
+        self.feature_scaling = feature_scaling
+        self.method = method
+        self.batch_size = batch_size
+        self.epochs = epochs
+        self.random_seed = random_seed
+
+    # ---- scikit-learn style parameter access --------------------------------------------
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """The hyperparameters as passed to ``__init__``.
+
+        Examples
+        --------
+        >>> RingPriceRegressor(tolerance=0).get_params()["tolerance"]
+        0
+        """
+        return {name: getattr(self, name) for name in _PARAM_NAMES}
+
+    def set_params(self, **params: Any) -> RingPriceRegressor:
+        """Set hyperparameters by name (validated at the next ``fit``)."""
+        for name, value in params.items():
+            if name not in _PARAM_NAMES:
+                raise InvalidParameterError(
+                    f"unknown parameter {name!r}; valid: {', '.join(_PARAM_NAMES)}"
+                )
+            setattr(self, name, value)
+        return self
+
+    def __repr__(self) -> str:
+        defaults = RingPriceRegressor().get_params()
+        changed = {k: v for k, v in self.get_params().items() if v != defaults[k]}
+        inner = ", ".join(f"{k}={v!r}" for k, v in changed.items())
+        return f"RingPriceRegressor({inner})"
+
+    def _settings(self) -> _Settings:
+        rate = self.learning_rate
+        if isinstance(rate, str):
+            if rate != "auto":
+                raise InvalidParameterError(
+                    f"learning_rate must be 'auto' or a finite number > 0, got {rate!r}"
+                )
+            resolved_rate: float | None = None
+        elif _is_real(rate) and math.isfinite(float(rate)) and float(rate) > 0.0:
+            resolved_rate = float(rate)
+        else:
+            raise InvalidParameterError(
+                f"learning_rate must be 'auto' or a finite number > 0, got {rate!r}"
+            )
+        tolerance = self.tolerance
+        if not (_is_real(tolerance) and math.isfinite(float(tolerance)) and tolerance >= 0):
+            raise InvalidParameterError(
+                f"tolerance must be a finite number >= 0, got {tolerance!r}"
+            )
+        if not isinstance(self.feature_scaling, (bool, np.bool_)):
+            raise InvalidParameterError(
+                f"feature_scaling must be True or False, got {self.feature_scaling!r}"
+            )
+        if self.method not in METHODS:
+            raise InvalidParameterError(
+                f"method must be one of {', '.join(METHODS)}, got {self.method!r}"
+            )
+        batch_size = _optional_count("batch_size", self.batch_size, DEFAULT_BATCH_SIZE)
+        if self.method == "sgd":
+            if self.batch_size not in (None, 1):
+                raise InvalidParameterError(
+                    f"batch_size must be None or 1 with method 'sgd', got {self.batch_size!r}"
+                )
+            batch_size = 1
+        seed = self.random_seed
+        if seed is not None and not (_is_int(seed) and int(seed) >= 0):
+            raise InvalidParameterError(
+                f"random_seed must be None or an integer >= 0, got {seed!r}"
+            )
+        return _Settings(
+            learning_rate=resolved_rate,
+            max_iterations=_optional_count(
+                "max_iterations", self.max_iterations, DEFAULT_MAX_ITERATIONS
+            ),
+            tolerance=float(tolerance),
+            feature_scaling=bool(self.feature_scaling),
+            method=self.method,
+            batch_size=batch_size,
+            epochs=_optional_count("epochs", self.epochs, DEFAULT_EPOCHS),
+            random_seed=None if seed is None else int(seed),
+        )
+
+    # ---- fitting ------------------------------------------------------------------------
+
+    def fit(self, carats: ArrayLike, prices: ArrayLike) -> RingPriceRegressor:
+        """Fit to sales given as two arrays.
+
+        Batch descent reduces the rows to :class:`SufficientStats` first; mini-batch and
+        stochastic descent shuffle all rows with the seeded generator each epoch. The mean
+        absolute error is computed from the rows.
+
+        ``optimum_gap_`` is ``max |p - p*| / max(|p*|, 1e-6 * scale)`` over the two prices,
+        with ``scale`` the size of the terms the price is computed from (``std_y / std_x``
+        for gold, ``|mean_y| + |gold* mean_x|`` for silver): plain relative error unless the
+        optimal price is itself a near-cancellation.
+
+        Parameters
+        ----------
+        carats, prices : array_like
+            Equal-length one-dimensional sequences; finite; carats > 0.
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        NoSalesError, DegenerateDataError, NonFiniteDataError, MismatchedLengthError,
+        NonPositiveCaratsError, InvalidParameterError, DivergenceError
+        """
+        settings = self._settings()
+        x, y = as_sales_arrays(carats, prices)
+        stats = SufficientStats.from_arrays(x, y)
+        if settings.method == "batch":
+            self._fit_batch(stats, settings)
+        else:
+            self._fit_stochastic(stats, lambda: [(x, y)], settings)
+        if stats.n:
+            with np.errstate(over="ignore", invalid="ignore"):
+                mae = float(
+                    np.mean(np.abs(y - (self.silver_price_ + self.gold_price_per_carat_ * x)))
+                )
+            self.report_ = self.report_.with_mae(mae)
+        return self
+
+    def fit_stats(self, stats: SufficientStats, *, mae: float | None = None) -> RingPriceRegressor:
+        """Fit by batch descent from sufficient statistics alone (O(1) per iteration).
+
+        Parameters
+        ----------
+        stats : SufficientStats
+        mae : float, optional
+            Mean absolute error, if the caller measured it; it cannot come from the sums.
+
+        Examples
+        --------
+        >>> s = SufficientStats.from_sums(n=3, shift_x=2.0, shift_y=200.0, sum_x=0.0,
+        ...                               sum_y=50.0, sum_xx=2.0, sum_xy=100.0,
+        ...                               sum_yy=7500.0)
+        >>> reg = RingPriceRegressor().fit_stats(s)
+        >>> round(reg.silver_price_, 6), round(reg.gold_price_per_carat_, 6)
+        (116.666667, 50.0)
+        """
+        settings = self._settings()
+        if settings.method != "batch":
+            raise InvalidParameterError(
+                f"method {settings.method!r} needs the rows: use fit or fit_chunks; "
+                "fit_stats supports method 'batch' only"
+            )
+        self._fit_batch(stats, settings)
+        if mae is not None:
+            self.report_ = self.report_.with_mae(mae)
+        return self
+
+    def fit_chunks(self, stats: SufficientStats, chunks: ChunkSource) -> RingPriceRegressor:
+        """Fit from rows streamed in chunks, with bounded memory.
+
+        Parameters
+        ----------
+        stats : SufficientStats
+            Statistics of exactly the rows the chunks yield (used for scaling, the exact
+            per-epoch cost and the report).
+        chunks : callable
+            Called once per epoch (and once more to measure the mean absolute error); returns
+            an iterable of ``(carats, prices)`` array pairs. Rows are shuffled within each
+            chunk by the seeded generator. With ``method="batch"`` the descent needs only
+            ``stats`` and the chunks are read once, for the mean absolute error.
+
+        Examples
+        --------
+        >>> x = np.linspace(1.0, 20.0, 400)
+        >>> y = 30.0 + 50.0 * x
+        >>> def chunks():
+        ...     return ((x[i:i + 100], y[i:i + 100]) for i in range(0, 400, 100))
+        >>> reg = RingPriceRegressor(method="minibatch", random_seed=0)
+        >>> reg = reg.fit_chunks(SufficientStats.from_arrays(x, y), chunks)
+        >>> abs(reg.gold_price_per_carat_ - 50.0) < 0.05, reg.report_.mae < 0.5
+        (True, True)
+        """
+        settings = self._settings()
+        if settings.method == "batch":
+            self._fit_batch(stats, settings)
+        else:
+            self._fit_stochastic(stats, chunks, settings)
+        total = 0.0
+        for raw_x, raw_y in chunks():
+            x, y = as_sales_arrays(raw_x, raw_y)
+            with np.errstate(over="ignore", invalid="ignore"):
+                residual = y - (self.silver_price_ + self.gold_price_per_carat_ * x)
+                total += float(np.abs(residual).sum())
+        self.report_ = self.report_.with_mae(total / stats.n)
+        return self
+
+    def _space(self, stats: SufficientStats, settings: _Settings) -> FeatureSpace:
+        return FeatureSpace.standardised(stats) if settings.feature_scaling else FeatureSpace.raw()
+
+    def _fit_batch(self, stats: SufficientStats, settings: _Settings) -> None:
+        check_fittable(stats)
+        space = self._space(stats, settings)
+        q = Quadratic.from_stats(stats, space)
+        rate = q.optimal_rate() if settings.learning_rate is None else settings.learning_rate
+        result = run_batch(
+            q,
+            space,
+            learning_rate=rate,
+            max_iterations=settings.max_iterations,
+            tolerance=settings.tolerance,
+        )
+        if settings.tolerance > 0 and not result.converged:
+            warnings.warn(
+                f"gradient descent stopped after {result.n_iter} iterations with gradient "
+                f"norm {result.gradient_norm:.3g} > tolerance {settings.tolerance:.3g}; "
+                "raise max_iterations, or use feature_scaling=True",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+        self._store(stats, space, q, result)
+
+    def _fit_stochastic(
+        self, stats: SufficientStats, chunks: ChunkSource, settings: _Settings
+    ) -> None:
+        check_fittable(stats)
+        space = self._space(stats, settings)
+        q = Quadratic.from_stats(stats, space)
+        rate = settings.learning_rate
+        if rate is None:
+            # Gradient noise shrinks with the batch size, and so can the damping of the step:
+            # about a tenth of the optimal batch rate for single rows, nearly all of it for
+            # large batches.
+            bs = settings.batch_size
+            rate = q.optimal_rate() * bs / (bs + 8.0)
+        result = run_stochastic(
+            q,
+            space,
+            chunks,
+            n_rows=stats.n,
+            learning_rate=rate,
+            batch_size=settings.batch_size,
+            epochs=settings.epochs,
+            tolerance=settings.tolerance,
+            rng=np.random.default_rng(settings.random_seed),
+        )
+        self._store(stats, space, q, result)
+
+    def _store(
+        self, stats: SufficientStats, space: FeatureSpace, q: Quadratic, result: DescentResult
+    ) -> None:
+        silver, gold = space.to_prices(result.theta0, result.theta1)
+        if not (math.isfinite(silver) and math.isfinite(gold)):
+            raise NonFiniteDataError("the fitted prices are not finite numbers")
+        best_gold = stats.sxy / stats.sxx
+        best_silver = stats.mean_y - best_gold * stats.mean_x
+        gold_scale = stats.std_y / stats.std_x
+        silver_scale = abs(stats.mean_y) + abs(best_gold * stats.mean_x)
+        self.silver_price_ = float(silver)
+        self.gold_price_per_carat_ = float(gold)
+        self.n_iter_ = int(result.n_iter)
+        self.converged_ = bool(result.converged)
+        self.gradient_norm_ = float(result.gradient_norm)
+        self.learning_rate_ = float(result.learning_rate)
+        self.max_stable_learning_rate_ = float(q.max_stable_rate())
+        self.optimum_ = (float(best_silver), float(best_gold))
+        self.optimum_gap_ = float(
+            max(
+                _relative_gap(silver, best_silver, silver_scale),
+                _relative_gap(gold, best_gold, gold_scale),
+            )
+        )
+        self.cost_history_ = CostHistory.downsampled(result.iterations, result.costs)
+        self.report_ = build_report(stats, silver, gold)
+        self.stats_ = stats
+
+    # ---- prediction ---------------------------------------------------------------------
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "silver_price_"):
+            raise NotFittedError(
+                "this RingPriceRegressor is not fitted yet: call fit, fit_stats or fit_chunks first"
+            )
+
+    def _carats(self, carats: ArrayLike) -> NDArray[np.float64]:
+        try:
+            x = np.asarray(carats, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise NonFiniteDataError(f"carats to price must be numbers: {exc}") from None
+        if not np.all(np.isfinite(x)):
+            raise NonFiniteDataError("carats to price must be finite numbers")
+        return x
+
+    def predict(self, carats: ArrayLike) -> NDArray[np.float64]:
+        """Predicted prices, same shape as ``carats``.
+
+        Examples
+        --------
+        >>> RingPriceRegressor().fit([1, 2, 3], [150, 250, 250]).predict([0.0, 2.0]).round(4)
+        array([116.6667, 216.6667])
+        """
+        self._check_fitted()
+        x = self._carats(carats)
+        with np.errstate(over="ignore", invalid="ignore"):
+            price = np.asarray(self.silver_price_ + self.gold_price_per_carat_ * x)
+        if not np.all(np.isfinite(price)):
+            raise NonFiniteDataError("carats are too large to price: the prediction overflows")
+        return price
+
+    def prediction_interval(
+        self, carats: ArrayLike, level: float = 0.95
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64]] | None:
+        """``level`` prediction interval ``(low, high)`` for new rings; None when ``n <= 2``.
+
+        Examples
+        --------
+        >>> reg = RingPriceRegressor().fit([1, 2, 3, 4], [150, 250, 250, 380])
+        >>> low, high = reg.prediction_interval([2.5])
+        >>> bool(low[0] < reg.predict([2.5])[0] < high[0])
+        True
+        """
+        self._check_fitted()
+        return prediction_interval(
+            self.stats_, self.silver_price_, self.gold_price_per_carat_, self._carats(carats), level
+        )
+
+    # ---- serialisation ------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe description of the fitted model (str, int, float, bool, None, list, dict).
+
+        Examples
+        --------
+        >>> import json
+        >>> reg = RingPriceRegressor().fit([1, 2, 3], [150, 250, 250])
+        >>> again = RingPriceRegressor.from_dict(json.loads(json.dumps(reg.to_dict())))
+        >>> again.predict([15.0]).tolist() == reg.predict([15.0]).tolist()
+        True
+        """
+        self._check_fitted()
+        params = self.get_params()
+        for name in ("max_iterations", "batch_size", "epochs", "random_seed"):
+            if params[name] is not None:
+                params[name] = int(params[name])
+        if params["learning_rate"] != "auto":
+            params["learning_rate"] = float(params["learning_rate"])
+        params["tolerance"] = float(params["tolerance"])
+        params["feature_scaling"] = bool(params["feature_scaling"])
+        return {
+            "format": SERIAL_FORMAT,
+            "params": params,
+            "silver_price": self.silver_price_,
+            "gold_price_per_carat": self.gold_price_per_carat_,
+            "n_iter": self.n_iter_,
+            "converged": self.converged_,
+            "gradient_norm": self.gradient_norm_,
+            "learning_rate": self.learning_rate_,
+            "max_stable_learning_rate": self.max_stable_learning_rate_,
+            "optimum": list(self.optimum_),
+            "optimum_gap": self.optimum_gap_,
+            "cost_history": self.cost_history_.to_dict(),
+            "report": self.report_.to_dict(),
+            "stats": self.stats_.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RingPriceRegressor:
+        """Rebuild a fitted regressor from :meth:`to_dict` output.
+
+        Raises
+        ------
+        InvalidParameterError
+            If the dict is not a serialised regressor of a known format.
+        """
+        if not isinstance(data, Mapping) or data.get("format") != SERIAL_FORMAT:
+            found = data.get("format") if isinstance(data, Mapping) else type(data).__name__
+            raise InvalidParameterError(
+                f"not a serialised RingPriceRegressor: expected format {SERIAL_FORMAT!r}, "
+                f"got {found!r}"
+            )
+        try:
+            reg = cls(**dict(data["params"]))
+            reg._settings()
+            silver = float(data["silver_price"])
+            gold = float(data["gold_price_per_carat"])
+            if not (math.isfinite(silver) and math.isfinite(gold)):
+                raise InvalidParameterError("serialised prices must be finite")
+            reg.silver_price_ = silver
+            reg.gold_price_per_carat_ = gold
+            reg.n_iter_ = int(data["n_iter"])
+            reg.converged_ = bool(data["converged"])
+            reg.gradient_norm_ = float(data["gradient_norm"])
+            reg.learning_rate_ = float(data["learning_rate"])
+            reg.max_stable_learning_rate_ = float(data["max_stable_learning_rate"])
+            best_silver, best_gold = data["optimum"]
+            reg.optimum_ = (float(best_silver), float(best_gold))
+            reg.optimum_gap_ = float(data["optimum_gap"])
+            reg.cost_history_ = CostHistory.from_dict(data["cost_history"])
+            reg.report_ = FitReport.from_dict(data["report"])
+            reg.stats_ = SufficientStats.from_dict(data["stats"])
+        except ModelError as exc:
+            if isinstance(exc, InvalidParameterError):
+                raise
+            raise InvalidParameterError(f"serialised regressor is invalid: {exc}") from None
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InvalidParameterError(f"serialised regressor is malformed: {exc!r}") from None
+        return reg
