@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy import text
 
 from app import migrate
@@ -22,6 +23,12 @@ from tests.helpers import ADMIN_KEY
 POSTGRES_URL = os.environ.get("JEWELRY_TEST_POSTGRES_URL")
 BACKENDS = ["sqlite", *(["postgres"] if POSTGRES_URL else [])]
 TABLES = "sales, idempotency_keys, stores, admin_keys"
+
+# Property tests explore the same examples on every run, so CI is reproducible; set
+# HYPOTHESIS_PROFILE=explore to search fresh ones.
+hypothesis_settings.register_profile("ci", derandomize=True, deadline=None)
+hypothesis_settings.register_profile("explore", deadline=None)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture(scope="session")

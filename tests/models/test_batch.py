@@ -31,13 +31,16 @@ def assert_prices_close(
     ``mean_y - gold * mean_x`` and gold is ``r * std_y / std_x`` with a small correlation r.
     Any floating-point computation (lstsq included) carries an error of a few ulps of those
     terms, so "relative" is measured against ``|price| + 1e-6 * size of those terms``: plain
-    1e-6 relative whenever the price is not itself a million-fold cancellation.
+    1e-6 relative whenever the price is not itself a million-fold cancellation. Silver is
+    extrapolated from the carats' mean to zero, so gold's floor, times ``|mean_x|``, carries
+    into silver's.
     """
     ref_silver, ref_gold = lstsq_on_centred(x, y)
-    gold_terms = y.std() / x.std()
+    gold_floor = rtol * 1e-6 * y.std() / x.std()
     silver_terms = abs(y.mean()) + abs(ref_gold * x.mean())
-    assert abs(gold - ref_gold) <= rtol * (abs(ref_gold) + 1e-6 * gold_terms)
-    assert abs(silver - ref_silver) <= rtol * (abs(ref_silver) + 1e-6 * silver_terms)
+    silver_floor = rtol * 1e-6 * silver_terms + abs(x.mean()) * gold_floor
+    assert abs(gold - ref_gold) <= rtol * abs(ref_gold) + gold_floor
+    assert abs(silver - ref_silver) <= rtol * abs(ref_silver) + silver_floor
 
 
 def line(rng: np.random.Generator, x: np.ndarray, noise: float) -> np.ndarray:
