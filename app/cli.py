@@ -118,7 +118,8 @@ def _demo(args: argparse.Namespace) -> int:
                 for c, p, t in demo_sales(rng, args.sales // len(DEMO_STORES))
             ]
             sales.record_sales(session, Caller("admin"), records)
-    version = training.train(db, TrainRequest())
+    lease_ttl = timedelta(seconds=settings.TRAINING_LEASE_SECONDS)
+    version = training.train(db, TrainRequest(), lease_ttl)
     print(
         f"loaded {len(DEMO_STORES)} stores and their sales; trained model version "
         f"{version.version}: silver ${version.silver_price:.2f}, "

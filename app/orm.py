@@ -148,3 +148,17 @@ class ActiveModel(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, default=1)
     version: Mapped[int | None] = mapped_column(ForeignKey("model_versions.version"))
     activated_at: Mapped[datetime | None]
+
+
+class TrainingLease(Base):
+    """Who is training now, on SQLite (PostgreSQL uses an advisory lock instead).
+
+    A lease that outlives a killed process expires and can be taken over.
+    """
+
+    __tablename__ = "training_lease"
+    __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, default=1)
+    holder: Mapped[str | None] = mapped_column(String(64))
+    expires_at: Mapped[datetime | None]

@@ -1,10 +1,13 @@
+from datetime import timedelta
+
 from fastapi import APIRouter
 
-from app.deps import AdminDep, DatabaseDep, MetricsDep, ModelCacheDep
+from app.deps import AdminDep, DatabaseDep, MetricsDep, ModelCacheDep, SettingsDep
 from app.errors import AppError
 from app.routes.registry import present
 from app.schemas import ModelVersionPublic, TrainRequest
 from app.services import registry, training
+from app.services.lease import TrainingBusy
 
 router = APIRouter(prefix="/api/v1", tags=["models"])
 
@@ -13,13 +16,18 @@ router = APIRouter(prefix="/api/v1", tags=["models"])
 def train(
     _: AdminDep,
     db: DatabaseDep,
+    settings: SettingsDep,
     metrics: MetricsDep,
     cache: ModelCacheDep,
     body: TrainRequest | None = None,
 ) -> ModelVersionPublic:
     """Fit a new version from the stored sales; it becomes active when it converged."""
     try:
-        row = training.train(db, body or TrainRequest())
+        lease_ttl = timedelta(seconds=settings.TRAINING_LEASE_SECONDS)
+        row = training.train(db, body or TrainRequest(), lease_ttl)
+    except TrainingBusy:
+        metrics.training_runs.labels("busy").inc()
+        raise
     except AppError:
         metrics.training_runs.labels("refused").inc()
         raise

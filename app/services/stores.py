@@ -28,3 +28,18 @@ def get_store(session: Session, store_id: int) -> Store:
     if store is None:
         raise NotFound(f"no store with id {store_id}")
     return store
+
+
+def rotate_key(session: Session, store_id: int) -> tuple[Store, str]:
+    """Give the store a new key; the old one stops working when this commits."""
+    store = get_store(session, store_id)
+    key = new_key("store")
+    store.api_key_hash = hash_key(key)
+    session.flush()
+    return store, key
+
+
+def revoke_key(session: Session, store_id: int) -> None:
+    """Leave the store without a key until one is rotated in."""
+    get_store(session, store_id).api_key_hash = None
+    session.flush()

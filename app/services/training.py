@@ -5,6 +5,7 @@ and no lock held; the new version and its activation are written in one short tr
 """
 
 import time
+from datetime import timedelta
 
 from app.db import Database
 from app.errors import Unprocessable
@@ -17,6 +18,7 @@ from app.services.aggregates import (
     sale_chunks,
     sufficient_statistics,
 )
+from app.services.lease import training_lease
 from models import ModelError, RingPriceRegressor
 
 
@@ -33,11 +35,19 @@ def _regressor(request: TrainRequest) -> RingPriceRegressor:
     )
 
 
-def train(db: Database, request: TrainRequest) -> ModelVersion:
-    """Fit, store and (when it should) activate a new version. Raises Unprocessable for data
-    or settings the learning core refuses; then nothing is stored."""
+def train(db: Database, request: TrainRequest, lease_ttl: timedelta) -> ModelVersion:
+    """Fit, store and (when it should) activate a new version, one run at a time.
+
+    Raises Unprocessable for data or settings the learning core refuses (then nothing is
+    stored) and TrainingBusy while another run holds the lease.
+    """
     if request.sold_since and request.sold_until and request.sold_since >= request.sold_until:
         raise Unprocessable("sold_until: must be later than sold_since")
+    with training_lease(db, lease_ttl):
+        return _train(db, request)
+
+
+def _train(db: Database, request: TrainRequest) -> ModelVersion:
     where = SalesFilter(
         store_ids=tuple(request.store_ids) if request.store_ids else None,
         sold_since=request.sold_since,

@@ -107,7 +107,6 @@ def upgrade() -> None:
         batch_op.create_index("ix_sales_store_id_id", ["store_id", "id"], unique=False)
 
 
-
 def downgrade() -> None:
     with op.batch_alter_table("sales", schema=None) as batch_op:
         batch_op.drop_index("ix_sales_store_id_id")

@@ -1,0 +1,157 @@
+"""Key rotation and revocation, the access matrix, and one training run at a time."""
+
+import itertools
+import shutil
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import update
+
+from app.config import Settings
+from app.db import Database
+from app.main import create_app
+from app.orm import TrainingLease, utcnow
+from app.services import training
+from app.services.lease import training_lease
+from models import RingPriceRegressor
+from tests.helpers import ADMIN, ADMIN_KEY, add_sales, new_store
+
+NO_KEY: dict[str, str] = {}
+WRONG = {"X-API-Key": "jf_store_" + "x" * 43}
+
+
+def test_rotating_a_key_retires_the_old_one(client: TestClient) -> None:
+    store_id, old = new_store(client)
+    rotated = client.post(f"/api/v1/stores/{store_id}/key", headers=old)
+    assert rotated.status_code == 200
+    new = {"X-API-Key": rotated.json()["api_key"]}
+    assert new != old
+    assert client.get("/api/v1/sales", headers=old).status_code == 401
+    assert client.get("/api/v1/sales", headers=new).status_code == 200
+    by_admin = client.post(f"/api/v1/stores/{store_id}/key", headers=ADMIN)
+    assert by_admin.status_code == 200
+    assert client.get("/api/v1/sales", headers=new).status_code == 401
+
+
+def test_revoking_a_key_locks_the_store_out_until_rotated(client: TestClient) -> None:
+    store_id, key = new_store(client)
+    other_id, other = new_store(client, "Other")
+    assert client.delete(f"/api/v1/stores/{store_id}/key", headers=key).status_code == 403
+    assert client.post(f"/api/v1/stores/{store_id}/key", headers=other).status_code == 403
+    assert client.delete(f"/api/v1/stores/{store_id}/key", headers=ADMIN).status_code == 204
+    revoked = client.post("/api/v1/sales", json={"carats": 1, "price": 1}, headers=key)
+    assert revoked.status_code == 401
+    assert client.delete("/api/v1/stores/999/key", headers=ADMIN).status_code == 404
+    assert client.post(f"/api/v1/stores/{store_id}/key", headers=ADMIN).status_code == 200
+    assert other_id != store_id
+
+
+def test_access_matrix(client: TestClient) -> None:
+    """Every endpoint under every kind of caller: anonymous, a wrong key, another store's key,
+    the store's own key, the admin key. (Key rotation and revocation have their own tests.)"""
+    _, own = new_store(client, "Own")
+    _, other = new_store(client, "Other")
+    add_sales(client, own, [(1, "110"), (2, "150"), (3, "191")])
+    client.post("/api/v1/train", headers=ADMIN)
+    sale = client.post("/api/v1/sales", json={"carats": 1, "price": 9}, headers=own).json()
+    names = itertools.count()
+
+    def body(method: str, path: str) -> dict[str, object]:
+        if method != "POST":
+            return {}
+        if path == "/api/v1/sales/import":
+            return {"files": {"file": ("s.csv", b"carats,price\n1,2\n", "text/csv")}}
+        return {
+            "/api/v1/sales": {"json": {"carats": 1, "price": 1}},
+            "/api/v1/sales/batch": {"json": {"records": [{"carats": 1, "price": 1}]}},
+            "/api/v1/stores": {"json": {"name": f"Store {next(names)}"}},
+            "/api/v1/predict": {"json": {"carats": [1]}},
+        }.get(path, {})
+
+    # The admin must name the store of a sale, hence its 422 on the three sale writes.
+    matrix = [  # anonymous, wrong key, other store, own store, admin
+        ("GET", "/health/live", (200, 200, 200, 200, 200)),
+        ("GET", "/health/ready", (200, 200, 200, 200, 200)),
+        ("GET", "/api/v1/stores", (401, 401, 403, 403, 200)),
+        ("POST", "/api/v1/stores", (401, 401, 403, 403, 201)),
+        ("POST", "/api/v1/sales", (401, 401, 201, 201, 422)),
+        ("POST", "/api/v1/sales/batch", (401, 401, 201, 201, 422)),
+        ("POST", "/api/v1/sales/import", (401, 401, 201, 201, 422)),
+        ("GET", "/api/v1/sales", (401, 401, 200, 200, 200)),
+        ("GET", f"/api/v1/sales/{sale['id']}", (401, 401, 403, 200, 200)),
+        ("POST", "/api/v1/train", (401, 401, 403, 403, 201)),
+        ("GET", "/api/v1/models", (200, 200, 200, 200, 200)),
+        ("GET", "/api/v1/models/active", (200, 200, 200, 200, 200)),
+        ("GET", "/api/v1/models/1", (200, 200, 200, 200, 200)),
+        ("GET", "/api/v1/models/1/cost-history", (200, 200, 200, 200, 200)),
+        ("POST", "/api/v1/models/1/activate", (401, 401, 403, 403, 200)),
+        ("GET", "/api/v1/prices", (200, 200, 200, 200, 200)),
+        ("GET", "/api/v1/predict?carats=2", (200, 200, 200, 200, 200)),
+        ("POST", "/api/v1/predict", (200, 200, 200, 200, 200)),
+        ("GET", "/metrics", (200, 200, 200, 200, 200)),
+        ("DELETE", f"/api/v1/sales/{sale['id']}", (401, 401, 403, 204, 404)),
+    ]
+    for method, path, expected in matrix:
+        got = tuple(
+            client.request(method, path, headers=headers, **body(method, path)).status_code  # type: ignore[arg-type]
+            for headers in (NO_KEY, WRONG, other, own, ADMIN)
+        )
+        assert got == expected, f"{method} {path}"
+
+
+def test_a_second_training_while_one_runs_is_409(settings: Settings, client: TestClient) -> None:
+    _, key = new_store(client)
+    add_sales(client, key, [(1, "110"), (2, "150"), (3, "191")])
+    db = Database(settings)
+    with training_lease(db, timedelta(minutes=5)):
+        busy = client.post("/api/v1/train", headers=ADMIN)
+        assert busy.status_code == 409
+        assert busy.headers["Retry-After"]
+        assert "in progress" in busy.json()["detail"]
+    assert client.post("/api/v1/train", headers=ADMIN).status_code == 201
+    assert 'jewelry_training_runs_total{outcome="busy"} 1.0' in client.get("/metrics").text
+    db.dispose()
+
+
+def test_a_dead_holders_lease_expires(tmp_path: Path, sqlite_template: Path) -> None:
+    """SQLite only: on PostgreSQL the server drops a dead holder's advisory lock itself."""
+    shutil.copy(sqlite_template, tmp_path / "lease.db")
+    settings = Settings(DATABASE_URL=f"sqlite:///{tmp_path / 'lease.db'}", ADMIN_API_KEY=ADMIN_KEY)
+    db = Database(settings)
+    with TestClient(create_app(settings)) as client:
+        _, key = new_store(client)
+        add_sales(client, key, [(1, "110"), (2, "150"), (3, "191")])
+        later = utcnow() + timedelta(hours=1)
+        with db.session(write=True) as session:
+            session.execute(update(TrainingLease).values(holder="killed", expires_at=later))
+        assert client.post("/api/v1/train", headers=ADMIN).status_code == 409
+        earlier = utcnow() - timedelta(seconds=1)
+        with db.session(write=True) as session:
+            session.execute(update(TrainingLease).values(expires_at=earlier))
+        assert client.post("/api/v1/train", headers=ADMIN).status_code == 201
+    db.dispose()
+
+
+def test_training_holds_no_write_lock_while_it_computes(
+    settings: Settings, client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, key = new_store(client)
+    add_sales(client, key, [(1, "110"), (2, "150"), (3, "191")])
+    impatient = Database(settings.model_copy(update={"SQLITE_BUSY_TIMEOUT_MS": 0}))
+    writes: list[int] = []
+
+    class WritesWhileFitting(RingPriceRegressor):
+        def fit_stats(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            with impatient.session(write=True) as session:
+                session.execute(
+                    update(TrainingLease).values(expires_at=utcnow() + timedelta(hours=1))
+                )
+                writes.append(1)
+            return super().fit_stats(*args, **kwargs)
+
+    monkeypatch.setattr(training, "RingPriceRegressor", WritesWhileFitting)
+    assert client.post("/api/v1/train", headers=ADMIN).status_code == 201
+    assert writes == [1]
+    impatient.dispose()
