@@ -15,6 +15,7 @@ from app.logs import configure_logging
 from app.metrics import Metrics
 from app.middleware import ServiceMiddleware
 from app.routes import health, operations, pricing, registry, sales, stores, training
+from app.schemas import ERROR_RESPONSES
 from app.services.auth import ensure_admin_key
 from app.services.serving import ActiveModelCache
 
@@ -59,6 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Learns the silver price and the gold price per carat from store sales.",
         version="0.1.0",
         lifespan=lifespan,
+        responses=ERROR_RESPONSES,
     )
     app.state.settings = settings
     app.state.db = db

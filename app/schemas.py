@@ -1,5 +1,6 @@
 """Request and response bodies. Money leaves the service as a decimal string with two places."""
 
+import re
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from enum import StrEnum
@@ -8,14 +9,17 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PlainSerializer,
+    StrictFloat,
     StringConstraints,
+    WithJsonSchema,
 )
 
 MAX_CARATS = 10_000.0
-MAX_PRICE = Decimal("100000000.00")
+MAX_PRICE = Decimal("99999999.99")
 MAX_ID = 2**63 - 1
 CENT = Decimal("0.01")
 
@@ -25,6 +29,29 @@ def to_money(value: float | Decimal) -> Decimal:
     return Decimal(repr(value) if isinstance(value, float) else value).quantize(
         CENT, rounding=ROUND_HALF_EVEN
     )
+
+
+# What the OpenAPI schema promises is exactly what is accepted: RFC 3339 date-times with an
+# offset, prices as numbers or as plain decimal text. (pydantic alone would also take unix
+# timestamps, naive times and padded strings.)
+_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$")
+_PRICE_TEXT = re.compile(r"^(?=.*[1-9])\d{1,8}(\.\d{1,2})?$")
+
+
+def _rfc3339(value: object) -> object:
+    if isinstance(value, str) and not _RFC3339.fullmatch(value):
+        raise ValueError("must be an RFC 3339 date-time with an offset, e.g. 2026-11-20T14:30:00Z")
+    if not isinstance(value, str | datetime):
+        raise ValueError("must be an RFC 3339 date-time string")
+    return value
+
+
+def _price_input(value: object) -> object:
+    if isinstance(value, str) and not _PRICE_TEXT.fullmatch(value):
+        raise ValueError("must be a positive amount with at most two decimals, e.g. 250.10")
+    if isinstance(value, bool) or not isinstance(value, str | int | float | Decimal):
+        raise ValueError("must be a number or a decimal string")
+    return value
 
 
 def _not_absurd(moment: datetime) -> datetime:
@@ -38,13 +65,43 @@ def _not_absurd(moment: datetime) -> datetime:
 
 Money = Annotated[Decimal, PlainSerializer(lambda d: f"{to_money(d):.2f}", return_type=str)]
 Carats = Annotated[float, Field(gt=0, le=MAX_CARATS, allow_inf_nan=False)]
-Price = Annotated[Decimal, Field(gt=0, le=MAX_PRICE, decimal_places=2, allow_inf_nan=False)]
-Timestamp = Annotated[datetime, AfterValidator(_not_absurd)]
+BodyCarats = Annotated[float, Field(gt=0, le=MAX_CARATS, allow_inf_nan=False, strict=True)]
+Price = Annotated[
+    Decimal,
+    BeforeValidator(_price_input),
+    Field(gt=0, le=MAX_PRICE, decimal_places=2, allow_inf_nan=False),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {
+                    "type": "number",
+                    "exclusiveMinimum": 0,
+                    "maximum": float(MAX_PRICE),
+                    "multipleOf": 0.01,
+                },
+                {"type": "string", "pattern": _PRICE_TEXT.pattern},
+            ],
+            "description": 'Dollars, at most two decimals: 250.1 or "250.10".',
+        }
+    ),
+]
+Timestamp = Annotated[
+    datetime,
+    BeforeValidator(_rfc3339),
+    AfterValidator(_not_absurd),
+    WithJsonSchema({"type": "string", "format": "date-time", "pattern": _RFC3339.pattern}),
+]
 RowId = Annotated[int, Field(ge=1, le=MAX_ID)]
+BodyId = Annotated[int, Field(ge=1, le=MAX_ID, strict=True)]
+Flag = Annotated[bool, Field(strict=True)]
+PositiveRate = Annotated[StrictFloat, Field(gt=0, le=1e6, allow_inf_nan=False)]
+# Printable, no control characters, no leading or trailing space.
 Name = Annotated[
     str,
     StringConstraints(
-        strip_whitespace=True, min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$"
+        min_length=1,
+        max_length=100,
+        pattern=r"^[^\s\x00-\x1f\x7f]([^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f])?$",
     ),
 ]
 
@@ -78,10 +135,10 @@ class StoreList(BaseModel):
 
 
 class SaleCreate(Input):
-    store_id: RowId | None = Field(None, description="Optional with a store key: its own store.")
-    carats: Carats
-    price: Price = Field(description='Dollars, at most two decimals: 250.10 or "250.10".')
-    sold_at: Timestamp | None = Field(None, description="Defaults to now; naive times are UTC.")
+    store_id: BodyId | None = Field(None, description="Optional with a store key: its own store.")
+    carats: BodyCarats
+    price: Price
+    sold_at: Timestamp | None = Field(None, description="Defaults to now.")
 
 
 class SalePublic(BaseModel):
@@ -123,20 +180,18 @@ class Method(StrEnum):
 
 
 class TrainRequest(Input):
-    learning_rate: Literal["auto"] | Annotated[float, Field(gt=0, le=1e6, allow_inf_nan=False)] = (
-        "auto"
-    )
-    max_iterations: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
-    tolerance: Annotated[float, Field(ge=0, le=1e6, allow_inf_nan=False)] | None = None
-    feature_scaling: bool = True
+    learning_rate: Literal["auto"] | PositiveRate = "auto"
+    max_iterations: Annotated[int, Field(strict=True, ge=1, le=1_000_000)] | None = None
+    tolerance: Annotated[float, Field(strict=True, ge=0, le=1e6, allow_inf_nan=False)] | None = None
+    feature_scaling: Flag = True
     method: Method = Method.batch
-    batch_size: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
-    epochs: Annotated[int, Field(ge=1, le=10_000)] | None = None
-    random_seed: Annotated[int, Field(ge=0, le=2**32 - 1)] | None = None
-    store_ids: Annotated[list[RowId], Field(min_length=1, max_length=1_000)] | None = None
+    batch_size: Annotated[int, Field(strict=True, ge=1, le=1_000_000)] | None = None
+    epochs: Annotated[int, Field(strict=True, ge=1, le=10_000)] | None = None
+    random_seed: Annotated[int, Field(strict=True, ge=0, le=2**32 - 1)] | None = None
+    store_ids: Annotated[list[BodyId], Field(min_length=1, max_length=1_000)] | None = None
     sold_since: Timestamp | None = None
     sold_until: Timestamp | None = None
-    activate: bool = True
+    activate: Flag = True
 
 
 def money_text(dollars: float) -> str:
@@ -209,12 +264,31 @@ class SinglePrediction(Prediction):
 
 
 class PredictRequest(Input):
-    carats: list[Carats] = Field(min_length=1)
+    carats: list[BodyCarats] = Field(min_length=1)
 
 
 class Predictions(BaseModel):
     model_version: int
     predictions: list[Prediction]
+
+
+class ErrorBody(BaseModel):
+    detail: Any = Field(description="What was wrong: a message, or a list of {loc, msg}.")
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": description}
+    for status, description in {
+        400: "Malformed request",
+        401: "Missing or unknown API key",
+        403: "The key may not do this",
+        404: "Not found",
+        409: "Conflicts with the current state",
+        413: "Request body too large",
+        422: "A field breaks a rule; detail names it",
+        503: "Database unavailable or busy; retry after Retry-After seconds",
+    }.items()
+}
 
 
 class Health(BaseModel):

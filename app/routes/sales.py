@@ -168,13 +168,13 @@ def list_sales(
     return SalePage(items=[public(s) for s in page], next_cursor=str(last) if last else None)
 
 
-@router.get("/{sale_id}", response_model=SalePublic)
+@router.get("/{sale_id:int}", response_model=SalePublic)
 def get_sale(sale_id: RowId, caller: CallerDep, session: ReadSession) -> SalePublic:
     """One sale."""
     return public(sales.get_sale(session, caller, sale_id))
 
 
-@router.delete("/{sale_id}", status_code=204)
+@router.delete("/{sale_id:int}", status_code=204)
 def delete_sale(sale_id: RowId, caller: CallerDep, session: WriteSession) -> Response:
     """Delete one sale (a correction); models already trained keep what they learned."""
     sales.delete_sale(session, caller, sale_id)
