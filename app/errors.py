@@ -1,6 +1,7 @@
 """One error type for everything a client can cause, and the handlers that render errors."""
 
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -9,7 +10,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException
-from starlette.routing import Match
 
 log = logging.getLogger("app.errors")
 
@@ -67,6 +67,28 @@ def _validation_detail(exc: RequestValidationError) -> list[dict[str, Any]]:
     ]
 
 
+def _allowed_methods(app: FastAPI, path: str) -> list[str]:
+    """The methods of every operation whose path template matches, from the OpenAPI schema."""
+    table = getattr(app.state, "method_table", None)
+    if table is None:
+        table = []
+        for template, operations in app.openapi()["paths"].items():
+            numeric = {
+                param["name"]
+                for operation in operations.values()
+                for param in operation.get("parameters", [])
+                if param["in"] == "path" and param.get("schema", {}).get("type") == "integer"
+            }
+            pattern = re.escape(template)
+            for name in re.findall(r"\{(\w+)\}", template):
+                pattern = pattern.replace(
+                    re.escape("{" + name + "}"), "[0-9]+" if name in numeric else "[^/]+"
+                )
+            table.append((re.compile(f"^{pattern}$"), {m.upper() for m in operations}))
+        app.state.method_table = table
+    return sorted({m for pattern, methods in table if pattern.match(path) for m in methods})
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AppError)
     async def _app_error(_: Request, exc: AppError) -> JSONResponse:
@@ -81,13 +103,7 @@ def install_error_handlers(app: FastAPI) -> None:
         headers = dict(exc.headers or {})
         if exc.status_code == 405:
             # Name every method the path has, not only those of the first route matched.
-            allowed = {
-                method
-                for route in request.app.router.routes
-                if route.matches(request.scope)[0] is not Match.NONE
-                for method in getattr(route, "methods", None) or ()
-            }
-            headers["Allow"] = ", ".join(sorted(allowed))
+            headers["Allow"] = ", ".join(_allowed_methods(request.app, request.url.path))
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(RequestValidationError)

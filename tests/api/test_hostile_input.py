@@ -1,0 +1,127 @@
+"""Hostile and malformed requests: always a 4xx that says what was wrong, and nothing stored."""
+
+import json
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.config import Settings
+from app.main import create_app
+from tests.helpers import ADMIN, new_store
+
+
+def stored(client: TestClient) -> int:
+    return len(client.get("/api/v1/sales", params={"limit": 1000}, headers=ADMIN).json()["items"])
+
+
+@pytest.fixture
+def small_client(settings: Settings) -> TestClient:
+    settings.MAX_BODY_BYTES = 2048
+    settings.MAX_UPLOAD_BYTES = 4096
+    with TestClient(create_app(settings)) as client:
+        yield client  # type: ignore[misc]
+
+
+def test_a_body_over_the_limit_is_413_with_content_length(small_client: TestClient) -> None:
+    _, key = new_store(small_client)
+    records = [{"carats": 1, "price": 1}] * 200
+    response = small_client.post("/api/v1/sales/batch", json={"records": records}, headers=key)
+    assert response.status_code == 413
+    assert "2048 bytes" in response.json()["detail"]
+    assert stored(small_client) == 0
+
+
+def test_a_streamed_body_over_the_limit_is_413_without_content_length(
+    small_client: TestClient,
+) -> None:
+    _, key = new_store(small_client)
+    body = json.dumps({"records": [{"carats": 1, "price": 1}] * 200}).encode()
+
+    def chunks():  # type: ignore[no-untyped-def]
+        for start in range(0, len(body), 512):
+            yield body[start : start + 512]
+
+    headers = {**key, "Content-Type": "application/json"}
+    response = small_client.post("/api/v1/sales/batch", content=chunks(), headers=headers)
+    assert "content-length" not in {k.lower() for k in response.request.headers}
+    assert response.status_code == 413
+    assert stored(small_client) == 0
+
+
+def test_uploads_have_their_own_larger_limit(small_client: TestClient) -> None:
+    _, key = new_store(small_client)
+    fits = b"carats,price\n" + b"1,2\n" * 500
+    over = b"carats,price\n" + b"1,2\n" * 2000
+    ok = small_client.post("/api/v1/sales/import", files={"file": ("a.csv", fits)}, headers=key)
+    assert ok.status_code == 201
+    big = small_client.post("/api/v1/sales/import", files={"file": ("b.csv", over)}, headers=key)
+    assert big.status_code == 413
+    assert stored(small_client) == 500
+
+
+@pytest.mark.parametrize(
+    ("content", "content_type"),
+    [
+        (b"[" * 100_000 + b"]" * 100_000, "application/json"),
+        (b'{"carats": 1, "price": 1', "application/json"),
+        (b"\xff\xfe\x00garbage", "application/json"),
+        (b"carats=1&price=2", "application/x-www-form-urlencoded"),
+        (b'{"carats": 1, "price": 1}', "text/plain"),
+        (b"", "application/json"),
+        (b"null", "application/json"),
+        (b'{"carats": 1, "price": 1, "carats": "x"}', "application/json"),
+        (b'{"carats": 1, "price": "1\\u0000"}', "application/json"),
+    ],
+)
+def test_malformed_bodies_are_4xx(client: TestClient, content: bytes, content_type: str) -> None:
+    _, key = new_store(client)
+    response = client.post(
+        "/api/v1/sales", content=content, headers={**key, "Content-Type": content_type}
+    )
+    assert 400 <= response.status_code < 500, response.text
+    assert response.json()["detail"]
+    assert stored(client) == 0
+
+
+@pytest.mark.parametrize(
+    "name", ["", " padded", "tab\there", "nul\x00", "x" * 101, 7, None, "line\nbreak"]
+)
+def test_store_names_are_bounded_printable_text(client: TestClient, name: object) -> None:
+    response = client.post("/api/v1/stores", json={"name": name}, headers=ADMIN)
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body", "name"]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/sales/99999999999999999999999",
+        "/api/v1/sales?store_id=9223372036854775808",
+        "/api/v1/sales?limit=1e3",
+        "/api/v1/sales?cursor=99999999999999999999",
+        "/api/v1/sales?sold_since=2026-13-45T00:00:00Z",
+        "/api/v1/sales?sold_since=1700000000",
+        "/api/v1/models/9223372036854775808",
+        "/api/v1/predict?carats=1e-400",
+        "/api/v1/predict?carats=%00",
+    ],
+)
+def test_out_of_range_parameters_are_422(client: TestClient, path: str) -> None:
+    response = client.get(path, headers=ADMIN)
+    assert response.status_code == 422, response.text
+
+
+def test_unknown_paths_and_methods(client: TestClient) -> None:
+    assert client.get("/api/v1/nope").status_code == 404
+    wrong = client.put("/api/v1/predict", json={})
+    assert wrong.status_code == 405
+    assert wrong.headers["Allow"] == "GET, POST"
+    assert client.get("/api/v1/sales/import", headers=ADMIN).status_code == 405
+
+
+def test_a_huge_idempotency_key_is_refused(client: TestClient) -> None:
+    _, key = new_store(client)
+    headers = {**key, "Idempotency-Key": "k" * 256}
+    response = client.post("/api/v1/sales", json={"carats": 1, "price": 1}, headers=headers)
+    assert response.status_code == 422
+    assert stored(client) == 0
