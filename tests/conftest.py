@@ -84,3 +84,13 @@ def settings(database_url: str) -> Settings:
 def client(settings: Settings) -> Iterator[TestClient]:
     with TestClient(create_app(settings)) as test_client:
         yield test_client
+
+
+@pytest.fixture
+def pg_settings(request: pytest.FixtureRequest) -> Settings:
+    """For the few behaviours only PostgreSQL has; CI always sets JEWELRY_TEST_POSTGRES_URL."""
+    if not POSTGRES_URL:
+        pytest.skip("needs PostgreSQL: set JEWELRY_TEST_POSTGRES_URL (CI does)")
+    url = request.getfixturevalue("postgres_ready")
+    reset_postgres(url)
+    return Settings(DATABASE_URL=url, ADMIN_API_KEY=ADMIN_KEY)

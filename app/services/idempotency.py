@@ -1,15 +1,16 @@
 """Idempotency-Key handling: a retried write replays the first answer and stores nothing new.
 
 The key row is written first, in the same transaction as the write it guards, so the
-acknowledgement and the key commit together or not at all. On PostgreSQL a concurrent request
-with the same key waits on the unique index until the first commits, then replays it.
+acknowledgement and the key commit together or not at all. On PostgreSQL a request whose key
+is held by another request still in flight gets 409 (a transaction-scoped advisory lock on the
+key says so); on SQLite writers are serialised, so the second waits and then replays.
 """
 
 import hashlib
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -31,6 +32,13 @@ def claim(
     session: Session, scope: str, key: str, request_hash: str, ttl: timedelta
 ) -> Replay | IdempotencyKey:
     """Return the stored answer for this key, or a fresh claim to complete with `complete`."""
+    if session.get_bind().dialect.name == "postgresql":
+        lock = func.pg_try_advisory_xact_lock(func.hashtextextended(f"{scope}\x1f{key}", 0))
+        if not session.scalar(select(lock)):
+            raise Conflict(
+                "a request with this Idempotency-Key is in flight; retry",
+                headers={"Retry-After": "1"},
+            )
     session.execute(
         delete(IdempotencyKey).where(
             IdempotencyKey.scope == scope,

@@ -7,12 +7,13 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from app.config import Settings
 from app.db import Database
 from app.main import create_app
-from app.orm import TrainingLease, utcnow
+from app.orm import Store, TrainingLease, utcnow
+from app.security import hash_key
 from app.services import training
 from app.services.lease import training_lease
 from models import RingPriceRegressor
@@ -155,3 +156,20 @@ def test_training_holds_no_write_lock_while_it_computes(
     assert client.post("/api/v1/train", headers=ADMIN).status_code == 201
     assert writes == [1]
     impatient.dispose()
+
+
+def test_keys_are_random_and_stored_only_as_hashes(settings: Settings, client: TestClient) -> None:
+    keys = [new_store(client, f"Store {i}")[1]["X-API-Key"] for i in range(3)]
+    assert len(set(keys)) == 3
+    # 32 random bytes, URL-safe base64: 256 bits after the prefix.
+    assert all(len(k.removeprefix("jf_store_")) == 43 for k in keys)
+    db = Database(settings)
+    with db.session() as session:
+        hashes = set(session.scalars(select(Store.api_key_hash)))
+    db.dispose()
+    assert hashes == {hash_key(k) for k in keys}
+    if settings.is_sqlite:
+        path = Path(settings.DATABASE_URL.removeprefix("sqlite:///"))
+        files = [path, path.with_name(path.name + "-wal")]
+        on_disk = b"".join(f.read_bytes() for f in files if f.exists())
+        assert not any(k.encode() in on_disk for k in keys)

@@ -6,7 +6,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import func, select, update
 
+from app.config import Settings
+from app.db import Database
+from app.main import create_app
+from app.orm import IdempotencyKey, utcnow
 from tests.helpers import ADMIN, new_store
 
 
@@ -324,3 +329,37 @@ def test_a_refused_request_does_not_burn_its_idempotency_key(client: TestClient)
     assert client.post("/api/v1/sales/batch", json=bad, headers=headers).status_code == 403
     good = {"records": [{"carats": 1, "price": 1}]}
     assert client.post("/api/v1/sales/batch", json=good, headers=headers).status_code == 201
+
+
+def test_an_idempotency_key_in_flight_elsewhere_is_409(pg_settings: Settings) -> None:
+    """PostgreSQL: while another transaction holds the key, a retry is told to come back.
+    (SQLite serialises writers, so there a retry waits for the first and replays it.)"""
+    with TestClient(create_app(pg_settings)) as client:
+        store_id, key = new_store(client)
+        headers = {**key, "Idempotency-Key": "in-flight"}
+        sale = {"carats": 1, "price": 10}
+        db = Database(pg_settings)
+        with db.session(write=True) as session:
+            held = func.hashtextextended(f"store:{store_id}\x1fin-flight", 0)
+            session.execute(select(func.pg_advisory_xact_lock(held)))
+            busy = client.post("/api/v1/sales", json=sale, headers=headers)
+            assert busy.status_code == 409
+            assert busy.headers["Retry-After"] == "1"
+        assert client.post("/api/v1/sales", json=sale, headers=headers).status_code == 201
+        assert count(client) == 1
+        db.dispose()
+
+
+def test_idempotency_keys_expire(settings, client: TestClient) -> None:  # type: ignore[no-untyped-def]
+    _, key = new_store(client)
+    headers = {**key, "Idempotency-Key": "old-key"}
+    first = client.post("/api/v1/sales", json={"carats": 1, "price": 10}, headers=headers)
+    db = Database(settings)
+    with db.session(write=True) as session:
+        expired = utcnow() - timedelta(hours=settings.IDEMPOTENCY_TTL_HOURS, seconds=1)
+        session.execute(update(IdempotencyKey).values(created_at=expired))
+    again = client.post("/api/v1/sales", json={"carats": 1, "price": 10}, headers=headers)
+    assert again.status_code == 201
+    assert again.json()["id"] != first.json()["id"]
+    assert count(client) == 2
+    db.dispose()
