@@ -4,7 +4,7 @@ UV_VERSION := 0.13.9
 UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 VENV := .venv/bin
 
-.PHONY: setup run test lint format bench clean
+.PHONY: setup run test lint format bench fuzz clean
 
 $(UV):
 	python3 -m pip install --quiet --target .tools/lib uv==$(UV_VERSION)
@@ -28,8 +28,25 @@ format:
 	$(VENV)/ruff check --fix .
 	$(VENV)/ruff format .
 
+# A longer schemathesis campaign against a live server (2 workers, demo data, real keys).
+FUZZ_PORT ?= 8765
+FUZZ_EXAMPLES ?= 300
+FUZZ_KEY := fuzz-admin-key-0123456789abcdef
+fuzz: setup
+	rm -rf .fuzz && mkdir -p .fuzz
+	JEWELRY_DATA_DIR=.fuzz JEWELRY_ADMIN_API_KEY=$(FUZZ_KEY) $(VENV)/jewelry-forecast demo >/dev/null
+	JEWELRY_DATA_DIR=.fuzz JEWELRY_ADMIN_API_KEY=$(FUZZ_KEY) $(VENV)/jewelry-forecast serve \
+		--port $(FUZZ_PORT) --workers 2 2>.fuzz/server.log & echo $$! > .fuzz/pid
+	for _ in $$(seq 1 100); do \
+		curl -sf http://127.0.0.1:$(FUZZ_PORT)/health/ready >/dev/null && break; sleep 0.2; done
+	JEWELRY_FUZZ_URL=http://127.0.0.1:$(FUZZ_PORT) JEWELRY_FUZZ_ADMIN_KEY=$(FUZZ_KEY) \
+		JEWELRY_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(VENV)/pytest tests/fuzz -p no:cacheprovider -q; \
+		status=$$?; kill $$(cat .fuzz/pid); \
+		grep -c '"status": 5' .fuzz/server.log | sed 's/^/5xx responses logged by the server: /'; \
+		exit $$status
+
 bench: setup
 	$(VENV)/python bench/bench_fit.py
 
 clean:
-	rm -rf .venv .tools data .pytest_cache .ruff_cache .hypothesis
+	rm -rf .venv .tools .fuzz data .pytest_cache .ruff_cache .hypothesis

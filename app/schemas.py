@@ -1,7 +1,7 @@
 """Request and response bodies. Money leaves the service as a decimal string with two places."""
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -20,7 +20,8 @@ from pydantic import (
 
 MAX_CARATS = 10_000.0
 MAX_PRICE = Decimal("99999999.99")
-MAX_ID = 2**63 - 1
+# Ids stay exact as JSON numbers in every client (JavaScript's safe integers).
+MAX_ID = 2**53 - 1
 CENT = Decimal("0.01")
 
 
@@ -34,16 +35,33 @@ def to_money(value: float | Decimal) -> Decimal:
 # What the OpenAPI schema promises is exactly what is accepted: RFC 3339 date-times with an
 # offset, prices as numbers or as plain decimal text. (pydantic alone would also take unix
 # timestamps, naive times and padded strings.)
-_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$")
+# Years 1900-2099: a sale outside them is a typo, and the schema can say so.
+_RFC3339 = re.compile(
+    r"^(19|20)\d{2}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
+)
 _PRICE_TEXT = re.compile(r"^(?=.*[1-9])\d{1,8}(\.\d{1,2})?$")
 
 
 def _rfc3339(value: object) -> object:
     if isinstance(value, str) and not _RFC3339.fullmatch(value):
-        raise ValueError("must be an RFC 3339 date-time with an offset, e.g. 2026-11-20T14:30:00Z")
+        raise ValueError(
+            "must be an RFC 3339 date-time with an offset, in 1900-2099, e.g. 2026-11-20T14:30:00Z"
+        )
     if not isinstance(value, str | datetime):
         raise ValueError("must be an RFC 3339 date-time string")
     return value
+
+
+def _json_integer(value: object) -> object:
+    """A JSON integer: 12 or 12.0 (JSON Schema counts both), but not "12" or true."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError("must be an integer")
+    return value
+
+
+JsonInt = BeforeValidator(_json_integer)
 
 
 def _price_input(value: object) -> object:
@@ -54,13 +72,8 @@ def _price_input(value: object) -> object:
     return value
 
 
-def _not_absurd(moment: datetime) -> datetime:
-    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-    if moment.year < 1900:
-        raise ValueError("must not be before 1900-01-01")
-    if moment > datetime.now(UTC) + timedelta(days=1):
-        raise ValueError("must not be more than a day in the future")
-    return moment
+def _as_utc(moment: datetime) -> datetime:
+    return moment.astimezone(UTC)
 
 
 Money = Annotated[Decimal, PlainSerializer(lambda d: f"{to_money(d):.2f}", return_type=str)]
@@ -88,11 +101,11 @@ Price = Annotated[
 Timestamp = Annotated[
     datetime,
     BeforeValidator(_rfc3339),
-    AfterValidator(_not_absurd),
+    AfterValidator(_as_utc),
     WithJsonSchema({"type": "string", "format": "date-time", "pattern": _RFC3339.pattern}),
 ]
 RowId = Annotated[int, Field(ge=1, le=MAX_ID)]
-BodyId = Annotated[int, Field(ge=1, le=MAX_ID, strict=True)]
+BodyId = Annotated[int, JsonInt, Field(ge=1, le=MAX_ID)]
 Flag = Annotated[bool, Field(strict=True)]
 PositiveRate = Annotated[StrictFloat, Field(gt=0, le=1e6, allow_inf_nan=False)]
 # Printable, no control characters, no leading or trailing space.
@@ -181,13 +194,13 @@ class Method(StrEnum):
 
 class TrainRequest(Input):
     learning_rate: Literal["auto"] | PositiveRate = "auto"
-    max_iterations: Annotated[int, Field(strict=True, ge=1, le=1_000_000)] | None = None
+    max_iterations: Annotated[int, JsonInt, Field(ge=1, le=1_000_000)] | None = None
     tolerance: Annotated[float, Field(strict=True, ge=0, le=1e6, allow_inf_nan=False)] | None = None
     feature_scaling: Flag = True
     method: Method = Method.batch
-    batch_size: Annotated[int, Field(strict=True, ge=1, le=1_000_000)] | None = None
-    epochs: Annotated[int, Field(strict=True, ge=1, le=10_000)] | None = None
-    random_seed: Annotated[int, Field(strict=True, ge=0, le=2**32 - 1)] | None = None
+    batch_size: Annotated[int, JsonInt, Field(ge=1, le=1_000_000)] | None = None
+    epochs: Annotated[int, JsonInt, Field(ge=1, le=10_000)] | None = None
+    random_seed: Annotated[int, JsonInt, Field(ge=0, le=2**32 - 1)] | None = None
     store_ids: Annotated[list[BodyId], Field(min_length=1, max_length=1_000)] | None = None
     sold_since: Timestamp | None = None
     sold_until: Timestamp | None = None

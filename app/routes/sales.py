@@ -153,7 +153,7 @@ def list_sales(
     sold_since: Annotated[Timestamp | None, Query()] = None,
     sold_until: Annotated[Timestamp | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=1_000)] = 100,
-    cursor: Annotated[str | None, Query(pattern=r"^\d{1,19}$")] = None,
+    cursor: Annotated[str | None, Query(pattern=r"^\d{1,16}$")] = None,
 ) -> SalePage:
     """Sales in the order they were recorded, a page at a time. Store keys see their own."""
     page, last = sales.list_sales(
