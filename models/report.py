@@ -17,7 +17,9 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy import stats as scipy_stats
+
+# scipy.special's t quantile is the one scipy.stats.t.ppf calls, at a fraction of the import.
+from scipy.special import stdtrit
 
 from models.errors import InvalidParameterError, NonFiniteDataError
 from models.stats import SufficientStats
@@ -41,7 +43,7 @@ def t_quantile(level: float, dof: int) -> float:
     >>> round(t_quantile(0.95, 1), 3)
     12.706
     """
-    return float(scipy_stats.t.ppf(0.5 + 0.5 * _check_level(level), dof))
+    return float(stdtrit(dof, 0.5 + 0.5 * _check_level(level)))
 
 
 def sse_at(stats: SufficientStats, silver: float, gold: float) -> float:
