@@ -16,19 +16,21 @@ from app.services.auth import identify
 from app.services.serving import ActiveModelCache
 
 
-def get_database(request: Request) -> Database:
+# Plain lookups are async: FastAPI runs a sync dependency in the thread pool, a thread hop
+# per dependency per request.
+async def get_database(request: Request) -> Database:
     return request.app.state.db
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_metrics(request: Request) -> Metrics:
+async def get_metrics(request: Request) -> Metrics:
     return request.app.state.metrics
 
 
-def get_model_cache(request: Request) -> ActiveModelCache:
+async def get_model_cache(request: Request) -> ActiveModelCache:
     return request.app.state.model_cache
 
 
