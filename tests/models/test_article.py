@@ -7,6 +7,7 @@ import pytest
 
 from models import DivergenceError, RingPriceRegressor, SufficientStats
 from models.descent import FeatureSpace, Quadratic
+from tests.models.reference import article_loop
 
 TOY_X = [1.0, 2.0, 3.0]
 TOY_Y = [3.0, 6.0, 9.0]
@@ -14,20 +15,6 @@ TOY_Y = [3.0, 6.0, 9.0]
 
 def toy_cost() -> Quadratic:
     return Quadratic.from_stats(SufficientStats.from_arrays(TOY_X, TOY_Y), FeatureSpace.raw())
-
-
-def article_loop(x: np.ndarray, y: np.ndarray, alpha: float, iterations: int):
-    """A straightforward reimplementation of the article's row-based loop."""
-    m = y.shape[0]
-    design = np.hstack((np.ones((m, 1)), x.reshape(-1, 1)))
-    target = y.reshape(-1, 1)
-    theta = np.zeros((2, 1))
-    history = []
-    for _ in range(iterations):
-        gradient = (1 / m) * (design.dot(theta) - target).T.dot(design)
-        theta = theta - alpha * gradient.T
-        history.append((1 / (2 * m)) * np.sum((design.dot(theta) - target) ** 2))
-    return theta[0, 0], theta[1, 0], history
 
 
 def article_shaped_data(seed: int) -> tuple[np.ndarray, np.ndarray]:

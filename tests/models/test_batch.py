@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from models import ConvergenceWarning, RingPriceRegressor, SufficientStats
 from models.descent import FeatureSpace, Quadratic
+from tests.models.reference import article_loop
 
 
 def lstsq_on_centred(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
@@ -184,19 +185,6 @@ def test_fit_from_merged_sql_style_stats_equals_lstsq(p: dict) -> None:
     assert_prices_close(reg.silver_price_, reg.gold_price_per_carat_, x, y)
 
 
-def article_loop(x: np.ndarray, y: np.ndarray, alpha: float, iterations: int):
-    m = y.shape[0]
-    design = np.hstack((np.ones((m, 1)), x.reshape(-1, 1)))
-    target = y.reshape(-1, 1)
-    theta = np.zeros((2, 1))
-    history = []
-    for _ in range(iterations):
-        gradient = (1 / m) * (design.dot(theta) - target).T.dot(design)
-        theta = theta - alpha * gradient.T
-        history.append((1 / (2 * m)) * np.sum((design.dot(theta) - target) ** 2))
-    return np.array([theta[0, 0], theta[1, 0]]), np.array(history)
-
-
 @settings(max_examples=80, deadline=None)
 @given(
     seed=st.integers(0, 2**32 - 1),
@@ -224,7 +212,8 @@ def test_plain_mode_equals_article_loop(
     reg = RingPriceRegressor(
         learning_rate=alpha, max_iterations=iterations, tolerance=0, feature_scaling=False
     ).fit(x, y)
-    theta, history = article_loop(x, y, alpha, iterations)
+    silver, gold, history = article_loop(x, y, alpha, iterations)
+    theta = np.array([silver, gold])
     # theta0 may pass through zero on its way, so each component is compared relative to the
     # size of the parameter vector; the costs relative to themselves, with a floor of 1e-12
     # of the starting cost (a cost near a perfect fit is a cancellation in any sum formula).
