@@ -105,7 +105,7 @@ Timestamp = Annotated[
     WithJsonSchema({"type": "string", "format": "date-time", "pattern": _RFC3339.pattern}),
 ]
 RowId = Annotated[int, Field(ge=1, le=MAX_ID)]
-BodyId = Annotated[int, JsonInt, Field(ge=1, le=MAX_ID)]
+BodyId = Annotated[int, Field(ge=1, le=MAX_ID), JsonInt]
 Flag = Annotated[bool, Field(strict=True)]
 PositiveRate = Annotated[StrictFloat, Field(gt=0, le=1e6, allow_inf_nan=False)]
 # Printable, no control characters, no leading or trailing space.
@@ -194,13 +194,13 @@ class Method(StrEnum):
 
 class TrainRequest(Input):
     learning_rate: Literal["auto"] | PositiveRate = "auto"
-    max_iterations: Annotated[int, JsonInt, Field(ge=1, le=1_000_000)] | None = None
+    max_iterations: Annotated[int, Field(ge=1, le=1_000_000), JsonInt] | None = None
     tolerance: Annotated[float, Field(strict=True, ge=0, le=1e6, allow_inf_nan=False)] | None = None
     feature_scaling: Flag = True
     method: Method = Method.batch
-    batch_size: Annotated[int, JsonInt, Field(ge=1, le=1_000_000)] | None = None
-    epochs: Annotated[int, JsonInt, Field(ge=1, le=10_000)] | None = None
-    random_seed: Annotated[int, JsonInt, Field(ge=0, le=2**32 - 1)] | None = None
+    batch_size: Annotated[int, Field(ge=1, le=1_000_000), JsonInt] | None = None
+    epochs: Annotated[int, Field(ge=1, le=10_000), JsonInt] | None = None
+    random_seed: Annotated[int, Field(ge=0, le=2**32 - 1), JsonInt] | None = None
     store_ids: Annotated[list[BodyId], Field(min_length=1, max_length=1_000)] | None = None
     sold_since: Timestamp | None = None
     sold_until: Timestamp | None = None
