@@ -47,6 +47,7 @@ fuzz: setup
 
 bench: setup
 	$(VENV)/python bench/bench_fit.py
+	$(VENV)/python bench/bench_predict.py 2>/dev/null
 
 clean:
 	rm -rf .venv .tools .fuzz data .pytest_cache .ruff_cache .hypothesis
