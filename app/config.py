@@ -26,8 +26,9 @@ class Settings(BaseSettings):
     MAX_UPLOAD_BYTES: int = Field(64 * 1024 * 1024, ge=1024)
     MAX_PAGE_SIZE: int = Field(1_000, ge=1)
 
-    # A SQLite training lease left by a killed process is taken over after this long.
-    TRAINING_LEASE_SECONDS: float = Field(900.0, gt=0)
+    # SQLite: a running training renews its lease every third of this; a killed one's lease
+    # is taken over after this long.
+    TRAINING_LEASE_SECONDS: float = Field(60.0, gt=0)
     IDEMPOTENCY_TTL_HOURS: float = Field(24.0, gt=0)
     # How stale a worker's view of the active model may be.
     MODEL_REFRESH_SECONDS: float = Field(1.0, gt=0)

@@ -13,7 +13,10 @@ from app.config import Settings
 
 # Execution option that makes a SQLite transaction take the write lock when it begins, so a
 # writer waits for the lock up front (busy timeout) instead of failing half-way on upgrade.
-_SQLITE_BEGIN = "jewelry_sqlite_begin"
+SQLITE_BEGIN = "jewelry_sqlite_begin"
+# SQLite result codes (low byte) after which a pooled connection must not be reused: a
+# connection opened while the file was not writable stays read-only for good.
+_SQLITE_READONLY, _SQLITE_IOERR = 8, 10
 
 
 def make_engine(settings: Settings) -> Engine:
@@ -40,8 +43,14 @@ def make_engine(settings: Settings) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        mode = conn.get_execution_options().get(_SQLITE_BEGIN, "DEFERRED")
+        mode = conn.get_execution_options().get(SQLITE_BEGIN, "DEFERRED")
         conn.exec_driver_sql(f"BEGIN {mode}")
+
+    @event.listens_for(engine, "handle_error")
+    def _drop_broken_connections(context: Any) -> None:
+        code = getattr(context.original_exception, "sqlite_errorcode", None)
+        if code is not None and code & 0xFF in (_SQLITE_READONLY, _SQLITE_IOERR):
+            context.is_disconnect = True
 
     return engine
 
@@ -52,7 +61,7 @@ class Database:
     def __init__(self, settings: Settings) -> None:
         self.engine = make_engine(settings)
         self.is_sqlite = self.engine.dialect.name == "sqlite"
-        writer = self.engine.execution_options(**{_SQLITE_BEGIN: "IMMEDIATE"})
+        writer = self.engine.execution_options(**{SQLITE_BEGIN: "IMMEDIATE"})
         self._read = sessionmaker(self.engine, expire_on_commit=False)
         self._write = sessionmaker(writer, expire_on_commit=False)
 

@@ -36,6 +36,7 @@ def prepare_database(db: Database, settings: Settings) -> str | None:
     """Bring the schema to head and make sure an admin key exists; returns a new key."""
     migrate.upgrade(db.engine)
     with db.session(write=True) as session:
+        migrate.serialise_startup(session.connection())
         return ensure_admin_key(session, settings)
 
 

@@ -4,9 +4,13 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine, func, select
 
 from app.config import PROJECT_ROOT
+from app.db import SQLITE_BEGIN
+
+# Key of the advisory lock that serialises schema changes and first-start setup on PostgreSQL.
+STARTUP_LOCK_KEY = 0x6A66_6D69  # "jfmi"
 
 
 def alembic_config() -> Config:
@@ -16,18 +20,27 @@ def alembic_config() -> Config:
     return config
 
 
-def upgrade(engine: Engine, revision: str = "head") -> None:
+def serialise_startup(connection: Connection) -> None:
+    """Hold the startup lock until this transaction ends, so that workers starting together
+    migrate and set up one after the other (SQLite: BEGIN IMMEDIATE does it)."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(select(func.pg_advisory_xact_lock(STARTUP_LOCK_KEY)))
+
+
+def _run(engine: Engine, step: str, revision: str) -> None:
     config = alembic_config()
-    with engine.begin() as connection:
+    with engine.execution_options(**{SQLITE_BEGIN: "IMMEDIATE"}).begin() as connection:
+        serialise_startup(connection)
         config.attributes["connection"] = connection
-        command.upgrade(config, revision)
+        getattr(command, step)(config, revision)
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    _run(engine, "upgrade", revision)
 
 
 def downgrade(engine: Engine, revision: str) -> None:
-    config = alembic_config()
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.downgrade(config, revision)
+    _run(engine, "downgrade", revision)
 
 
 def head_revision() -> str | None:

@@ -1,20 +1,26 @@
 """One training at a time across every process.
 
 PostgreSQL: a session advisory lock, which the server drops if the holder's connection dies.
-SQLite: a lease row with an expiry, taken and released in short write transactions, so the
-database is never locked while a fit computes; a killed holder's lease expires.
+SQLite: a lease row with an expiry, taken, renewed and released in short write transactions,
+so the database is never locked while a fit computes; a killed holder stops renewing and its
+lease expires within one lease time.
 """
 
+import logging
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 
 from sqlalchemy import func, or_, select, update
+from sqlalchemy.exc import OperationalError
 
 from app.db import Database
 from app.errors import Conflict
 from app.orm import TrainingLease, utcnow
+
+log = logging.getLogger(__name__)
 
 # Any constant: the key of the advisory lock that means "a training is running".
 ADVISORY_LOCK_KEY = 0x6A657765  # "jewe"
@@ -67,12 +73,32 @@ def _lease_row(db: Database, ttl: timedelta) -> Iterator[None]:
         ).rowcount
     if taken != 1:
         raise TrainingBusy()
+    stop = threading.Event()
+    renewer = threading.Thread(
+        target=_renew, args=(db, holder, ttl, stop), name="training-lease", daemon=True
+    )
+    renewer.start()
     try:
         yield
     finally:
+        stop.set()
+        renewer.join()
         with db.session(write=True) as session:
             session.execute(
                 update(TrainingLease)
                 .where(TrainingLease.id == 1, TrainingLease.holder == holder)
                 .values(holder=None, expires_at=None)
             )
+
+
+def _renew(db: Database, holder: str, ttl: timedelta, stop: threading.Event) -> None:
+    while not stop.wait(ttl.total_seconds() / 3):
+        try:
+            with db.session(write=True) as session:
+                session.execute(
+                    update(TrainingLease)
+                    .where(TrainingLease.id == 1, TrainingLease.holder == holder)
+                    .values(expires_at=utcnow() + ttl)
+                )
+        except OperationalError as exc:  # a busy database: the next renewal may get through
+            log.warning("could not renew the training lease: %s", exc.orig)

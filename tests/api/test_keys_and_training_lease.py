@@ -2,6 +2,7 @@
 
 import itertools
 import shutil
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -173,3 +174,24 @@ def test_keys_are_random_and_stored_only_as_hashes(settings: Settings, client: T
         files = [path, path.with_name(path.name + "-wal")]
         on_disk = b"".join(f.read_bytes() for f in files if f.exists())
         assert not any(k.encode() in on_disk for k in keys)
+
+
+def test_a_long_training_keeps_renewing_its_lease(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings.TRAINING_LEASE_SECONDS = 0.3
+    seen: list[int] = []
+
+    class Slow(RingPriceRegressor):
+        def fit_stats(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            time.sleep(1.2)  # four lease times: only renewal keeps others out
+            with TestClient(create_app(settings)) as other:
+                seen.append(other.post("/api/v1/train", headers=ADMIN).status_code)
+            return super().fit_stats(*args, **kwargs)
+
+    monkeypatch.setattr(training, "RingPriceRegressor", Slow)
+    with TestClient(create_app(settings)) as client:
+        _, key = new_store(client)
+        add_sales(client, key, [(1, "110"), (2, "150"), (3, "191")])
+        assert client.post("/api/v1/train", headers=ADMIN).status_code == 201
+    assert seen == [409]

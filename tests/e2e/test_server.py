@@ -1,11 +1,7 @@
 """The service as a user runs it: `jewelry-forecast serve` in its own process, over real HTTP."""
 
-import os
 import signal
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,58 +9,20 @@ import httpx
 import pytest
 
 from tests.helpers import ADMIN, ADMIN_KEY
-
-CLI = str(Path(sys.executable).parent / "jewelry-forecast")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+from tests.servers import CLI, Server
 
 
 @pytest.fixture
-def server(database_url: str, tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    port = free_port()
-    env = {
-        **os.environ,
-        "JEWELRY_DATABASE_URL": database_url,
-        "JEWELRY_DATA_DIR": str(tmp_path),
-        "JEWELRY_ADMIN_API_KEY": ADMIN_KEY,
-    }
-    log = (tmp_path / "server.log").open("wb")
-    process = subprocess.Popen(
-        [CLI, "serve", "--port", str(port), "--graceful-timeout", "5"],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"{base}/health/ready", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        assert process.poll() is None, (tmp_path / "server.log").read_text()
-        assert time.monotonic() < deadline, "server did not become ready"
-        time.sleep(0.1)
+def server(database_url: str, tmp_path: Path) -> Iterator[Server]:
+    server = Server(database_url, tmp_path, graceful_timeout=5)
     try:
-        yield base, process
+        yield server.start(ready_timeout=30)
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        log.close()
+        server.close()
 
 
-def test_a_store_sells_the_operator_trains_and_rolls_back(
-    server: tuple[str, subprocess.Popen[bytes]], tmp_path: Path
-) -> None:
-    base, process = server
-    log_file = tmp_path / "server.log"
-    with httpx.Client(base_url=base, timeout=30) as http:
+def test_a_store_sells_the_operator_trains_and_rolls_back(server: Server) -> None:
+    with httpx.Client(base_url=server.base_url, timeout=30) as http:
         store = http.post("/api/v1/stores", json={"name": "Main Street"}, headers=ADMIN)
         assert store.status_code == 201
         key = {"X-API-Key": store.json()["api_key"]}
@@ -94,16 +52,14 @@ def test_a_store_sells_the_operator_trains_and_rolls_back(
         assert http.get("/api/v1/models/active").json()["version"] == v1["version"]
         assert "jewelry_http_requests_total" in http.get("/metrics").text
 
-    process.send_signal(signal.SIGTERM)
+    server.terminate()
     # uvicorn finishes in-flight work, then re-raises the signal as its exit status.
-    assert process.wait(timeout=15) in (0, -signal.SIGTERM)
-    assert '"message": "Application shutdown complete."' in log_file.read_text()
+    assert server.wait(timeout=15) in (0, -signal.SIGTERM)
+    assert '"message": "Application shutdown complete."' in server.log()
 
 
-def test_the_command_line_client_imports_and_trains(
-    server: tuple[str, subprocess.Popen[bytes]], tmp_path: Path
-) -> None:
-    base, _ = server
+def test_the_command_line_client_imports_and_trains(server: Server, tmp_path: Path) -> None:
+    base = server.base_url
     with httpx.Client(base_url=base) as http:
         store_id = http.post("/api/v1/stores", json={"name": "CLI"}, headers=ADMIN).json()["id"]
     csv = tmp_path / "sales.csv"
