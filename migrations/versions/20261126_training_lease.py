@@ -10,7 +10,6 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-
 revision: str = "4a2f2fef7601"
 down_revision: str | None = "aeb0df264f34"
 branch_labels: str | Sequence[str] | None = None
