@@ -1,13 +1,16 @@
 """Hostile and malformed requests: always a 4xx that says what was wrong, and nothing stored."""
 
 import json
+import shutil
+import sqlite3
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
 from app.config import Settings
 from app.main import create_app
-from tests.helpers import ADMIN, new_store
+from tests.helpers import ADMIN, ADMIN_KEY, new_store
 
 
 def stored(client: TestClient) -> int:
@@ -125,3 +128,31 @@ def test_a_huge_idempotency_key_is_refused(client: TestClient) -> None:
     response = client.post("/api/v1/sales", json={"carats": 1, "price": 1}, headers=headers)
     assert response.status_code == 422
     assert stored(client) == 0
+
+
+def test_a_write_lock_wait_that_times_out_is_503_with_retry_after(
+    tmp_path: Path, sqlite_template: Path
+) -> None:
+    shutil.copy(sqlite_template, tmp_path / "busy.db")
+    url = f"sqlite:///{tmp_path / 'busy.db'}"
+    settings = Settings(DATABASE_URL=url, ADMIN_API_KEY=ADMIN_KEY, SQLITE_BUSY_TIMEOUT_MS=50)
+    with TestClient(create_app(settings)) as client:
+        _, key = new_store(client)
+        blocker = sqlite3.connect(tmp_path / "busy.db", isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")
+        try:
+            response = client.post("/api/v1/sales", json={"carats": 1, "price": 1}, headers=key)
+            assert response.status_code == 503
+            assert response.headers["Retry-After"] == "1"
+            assert response.json() == {
+                "detail": "the database is busy with other writes; retry shortly"
+            }
+            # Reads go on: WAL readers do not wait for the writer.
+            assert client.get("/api/v1/sales", headers=key).status_code == 200
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        assert (
+            client.post("/api/v1/sales", json={"carats": 1, "price": 1}, headers=key).status_code
+            == 201
+        )
