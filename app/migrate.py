@@ -1,5 +1,7 @@
 """Schema migrations, run through Alembic's API: the only way the schema changes."""
 
+from functools import cache
+
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -43,7 +45,9 @@ def downgrade(engine: Engine, revision: str) -> None:
     _run(engine, "downgrade", revision)
 
 
+@cache
 def head_revision() -> str | None:
+    """The newest migration shipped with this code (read from disk once per process)."""
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 

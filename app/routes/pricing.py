@@ -5,7 +5,7 @@ import numpy as np
 from fastapi import APIRouter, Query, Response
 
 from app.deps import MetricsDep, ModelCacheDep, ReaderDep, SettingsDep
-from app.errors import Conflict, Unprocessable
+from app.errors import Unprocessable
 from app.schemas import (
     MAX_CARATS,
     Interval,
@@ -16,6 +16,7 @@ from app.schemas import (
     money_text,
     to_money,
 )
+from app.services.registry import NoActiveModel
 from app.services.serving import ActiveModelCache, ServingModel
 
 router = APIRouter(prefix="/api/v1", tags=["prices"])
@@ -26,7 +27,7 @@ LEVEL = 0.95
 async def _serving(cache: ActiveModelCache) -> ServingModel:
     model = await cache.get()
     if model is None:
-        raise Conflict("no model is active yet: POST /api/v1/train to train one")
+        raise NoActiveModel()
     return model
 
 

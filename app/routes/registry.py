@@ -14,14 +14,27 @@ from app.schemas import (
     to_money,
 )
 from app.services import registry
+from app.services.aggregates import live_errors
 
 router = APIRouter(prefix="/api/v1/models", tags=["models"])
 
 Version = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
+def present_all(
+    session: Session, rows: list[ModelVersion], active: int | None
+) -> list[ModelVersionPublic]:
+    live = live_errors(session, rows)
+    return [_public(row, active, *live[row.version]) for row in rows]
+
+
 def present(session: Session, row: ModelVersion, active: int | None) -> ModelVersionPublic:
-    n_live, mae_live = registry.live_error(session, row)
+    return present_all(session, [row], active)[0]
+
+
+def _public(
+    row: ModelVersion, active: int | None, n_live: int, mae_live: float | None
+) -> ModelVersionPublic:
     return ModelVersionPublic(
         version=row.version,
         status=row.status,
@@ -45,7 +58,7 @@ def list_models(_: ReaderDep, session: ReadSession) -> ModelVersionList:
     """Every trained version, newest first."""
     active = registry.active_version(session)
     rows = registry.list_versions(session)
-    return ModelVersionList(items=[present(session, row, active) for row in rows])
+    return ModelVersionList(items=present_all(session, rows, active))
 
 
 @router.get("/active", response_model=ModelVersionPublic)

@@ -2,17 +2,21 @@ from fastapi import APIRouter, Response
 
 from app.deps import AdminDep, CallerDep, ReadSession, WriteSession
 from app.errors import Forbidden
+from app.orm import Store
 from app.schemas import RowId, StoreCreate, StoreCreated, StoreList, StorePublic
 from app.services import stores
 
 router = APIRouter(prefix="/api/v1/stores", tags=["stores"])
 
 
+def _with_key(store: Store, key: str) -> StoreCreated:
+    return StoreCreated(id=store.id, name=store.name, created_at=store.created_at, api_key=key)
+
+
 @router.post("", status_code=201, response_model=StoreCreated)
 def create_store(body: StoreCreate, _: AdminDep, session: WriteSession) -> StoreCreated:
     """Register a store. Its API key is in this response and nowhere else."""
-    store, key = stores.create_store(session, body.name)
-    return StoreCreated(id=store.id, name=store.name, created_at=store.created_at, api_key=key)
+    return _with_key(*stores.create_store(session, body.name))
 
 
 @router.get("", response_model=StoreList)
@@ -30,8 +34,7 @@ def rotate_key(store_id: RowId, caller: CallerDep, session: WriteSession) -> Sto
     """Replace the store's API key (admin, or the store itself); the new key is shown once."""
     if not caller.is_admin and caller.store_id != store_id:
         raise Forbidden(f"this key belongs to store {caller.store_id}, not store {store_id}")
-    store, key = stores.rotate_key(session, store_id)
-    return StoreCreated(id=store.id, name=store.name, created_at=store.created_at, api_key=key)
+    return _with_key(*stores.rotate_key(session, store_id))
 
 
 @router.delete("/{store_id}/key", status_code=204)

@@ -1,6 +1,6 @@
 """Aggregates over sales computed in the database: the rows never come into Python whole."""
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -10,7 +10,7 @@ from sqlalchemy import ColumnElement, Double, cast, func, select
 from sqlalchemy.orm import Session
 
 from app.db import Database
-from app.orm import Sale
+from app.orm import ModelVersion, Sale
 from models import SufficientStats
 
 STREAM_CHUNK_ROWS = 50_000
@@ -22,7 +22,6 @@ class SalesFilter:
     sold_since: datetime | None = None
     sold_until: datetime | None = None
     through_id: int | None = None
-    after_id: int | None = None
 
     def conditions(self) -> list[ColumnElement[bool]]:
         conds: list[ColumnElement[bool]] = []
@@ -34,8 +33,6 @@ class SalesFilter:
             conds.append(Sale.sold_at < self.sold_until)
         if self.through_id is not None:
             conds.append(Sale.id <= self.through_id)
-        if self.after_id is not None:
-            conds.append(Sale.id > self.after_id)
         return conds
 
     def through(self, sale_id: int | None) -> "SalesFilter":
@@ -91,15 +88,42 @@ def sufficient_statistics(
     return stats, max_id
 
 
+def _absolute_error(silver: Any, gold: Any) -> ColumnElement[float]:
+    """|price - (silver + gold * carats)| of a sale; the prices may be numbers or columns."""
+    return func.abs(_dollars(Sale.price_cents) - (silver + gold * Sale.carats))
+
+
 def mean_absolute_error(
     session: Session, where: SalesFilter, silver: float, gold: float
 ) -> tuple[int, float | None]:
     """Count and MAE of a price line over the matching sales, computed in the database."""
-    residual = _dollars(Sale.price_cents) - (silver + gold * Sale.carats)
     n, mae = session.execute(
-        select(func.count(), func.avg(func.abs(residual))).where(*where.conditions())
+        select(func.count(), func.avg(_absolute_error(silver, gold))).where(*where.conditions())
     ).one()
     return int(n), (float(mae) if mae is not None else None)
+
+
+def live_errors(
+    session: Session, versions: Sequence[ModelVersion]
+) -> dict[int, tuple[int, float | None]]:
+    """For each version, count and MAE of its quotes on the sales recorded after it was
+    trained, all in one grouped query."""
+    if not versions:
+        return {}
+    mv = ModelVersion
+    later = Sale.id > func.coalesce(mv.trained_through_sale_id, 0)
+    rows = session.execute(
+        select(
+            mv.version,
+            func.count(Sale.id),
+            func.avg(_absolute_error(mv.silver_price, mv.gold_price_per_carat)),
+        )
+        .select_from(mv)
+        .outerjoin(Sale, later)
+        .where(mv.version.in_([v.version for v in versions]))
+        .group_by(mv.version)
+    )
+    return {version: (int(n), float(mae) if mae is not None else None) for version, n, mae in rows}
 
 
 def sale_chunks(db: Database, where: SalesFilter) -> Iterator[tuple[np.ndarray, np.ndarray]]:

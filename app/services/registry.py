@@ -5,7 +5,11 @@ from sqlalchemy.orm import Session
 
 from app.errors import Conflict, NotFound
 from app.orm import ActiveModel, ModelVersion, utcnow
-from app.services.aggregates import SalesFilter, mean_absolute_error
+
+
+class NoActiveModel(Conflict):
+    def __init__(self) -> None:
+        super().__init__("no model is active yet: POST /api/v1/train to train one")
 
 
 def active_version(session: Session) -> int | None:
@@ -26,7 +30,7 @@ def get_version(session: Session, version: int) -> ModelVersion:
 def get_active(session: Session) -> ModelVersion:
     version = active_version(session)
     if version is None:
-        raise Conflict("no model is active yet: POST /api/v1/train to train one")
+        raise NoActiveModel()
     return get_version(session, version)
 
 
@@ -41,13 +45,3 @@ def activate(session: Session, version: int) -> ModelVersion:
         .values(version=version, activated_at=utcnow())
     )
     return row
-
-
-def live_error(session: Session, row: ModelVersion) -> tuple[int, float | None]:
-    """Count and MAE of the version's quotes on sales recorded after it was trained."""
-    return mean_absolute_error(
-        session,
-        SalesFilter(after_id=row.trained_through_sale_id),
-        row.silver_price,
-        row.gold_price_per_carat,
-    )

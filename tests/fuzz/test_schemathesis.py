@@ -26,7 +26,7 @@ from app.schemas import TrainRequest
 from app.security import Caller
 from app.services import sales, stores, training
 from app.services.sales import NewSale
-from tests.helpers import ADMIN_KEY
+from tests.helpers import ADMIN_KEY as TEST_ADMIN_KEY
 
 LIVE_URL = os.environ.get("JEWELRY_FUZZ_URL")
 EXAMPLES = int(os.environ.get("JEWELRY_FUZZ_EXAMPLES", "25"))
@@ -36,7 +36,7 @@ def _in_process_app() -> tuple[FastAPI, str]:
     """An app on a fresh SQLite file with a store, sales and an active model, so that
     operations get past 'nothing here yet'; returns it with the store's key."""
     data = Path(tempfile.mkdtemp(prefix="jewelry-fuzz-"))
-    settings = Settings(DATABASE_URL=f"sqlite:///{data / 'fuzz.db'}", ADMIN_API_KEY=ADMIN_KEY)
+    settings = Settings(DATABASE_URL=f"sqlite:///{data / 'fuzz.db'}", ADMIN_API_KEY=TEST_ADMIN_KEY)
     app = create_app(settings)
     db = app.state.db
     prepare_database(db, settings)
@@ -51,8 +51,8 @@ def _in_process_app() -> tuple[FastAPI, str]:
     return app, key
 
 
+ADMIN_KEY = os.environ["JEWELRY_FUZZ_ADMIN_KEY"] if LIVE_URL else TEST_ADMIN_KEY
 if LIVE_URL:
-    ADMIN_KEY = os.environ["JEWELRY_FUZZ_ADMIN_KEY"]
     STORE_KEY = httpx.post(
         f"{LIVE_URL}/api/v1/stores",
         json={"name": f"Fuzz {uuid.uuid4().hex[:8]}"},
