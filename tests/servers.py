@@ -51,6 +51,8 @@ class Server:
         self.workers = workers
         self.graceful_timeout = graceful_timeout
         self.port = port or free_port()
+        # A port picked here may be taken by another process before the server binds it.
+        self._port_is_ours = port is None
         self.base_url = f"http://{LOOPBACK}:{self.port}"
         self.log_path = self.data_dir / f"server-{self.port}.log"
         # e.g. ("setpriv", "--reuid=65534", ...) to run the server as another user.
@@ -70,6 +72,22 @@ class Server:
     def start(self, *, ready_timeout: float = 60.0) -> "Server":
         if self.running:
             raise ServerError("the server is already running")
+        for _ in range(3):
+            try:
+                return self._start(ready_timeout)
+            except ServerError:
+                if not (self._port_is_ours and self.starts == 1 and self._lost_port()):
+                    raise
+            self.starts = 0
+            self.port = free_port()
+            self.base_url = f"http://{LOOPBACK}:{self.port}"
+        raise ServerError(f"no free port after three tries:\n{self.log_tail()}")
+
+    def _lost_port(self) -> bool:
+        self._reap_group()
+        return "address already in use" in self.log_tail(5).lower()
+
+    def _start(self, ready_timeout: float) -> "Server":
         command = [
             *self.wrapper,
             CLI,

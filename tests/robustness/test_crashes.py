@@ -220,6 +220,9 @@ def test_sigterm_lets_requests_in_flight_finish(database_url: str, server_factor
         stores = [new_store(http, f"Batch {b}")[1] for b in range(BATCHES)]
 
     uploaded = [threading.Event() for _ in range(BATCHES)]
+    # Each upload holds back its last chunk until SIGTERM has been sent, so every batch is in
+    # flight then however fast the server is.
+    signalled_event = threading.Event()
     answers: list[tuple[int, httpx.Response | BaseException, float]] = []
 
     def upload(b: int) -> None:
@@ -230,9 +233,12 @@ def test_sigterm_lets_requests_in_flight_finish(database_url: str, server_factor
         payload = httpx.Request("POST", "/", json={"records": records}).read()
 
         def body() -> Iterator[bytes]:
-            for start in range(0, len(payload), 65536):
-                yield payload[start : start + 65536]
+            last = len(payload) - 1024
+            for start in range(0, last, 65536):
+                yield payload[start : min(start + 65536, last)]
             uploaded[b].set()
+            signalled_event.wait(timeout=60)
+            yield payload[last:]
 
         headers = {**stores[b], "Content-Type": "application/json"}
         with server.client(timeout=120) as http:
@@ -247,9 +253,10 @@ def test_sigterm_lets_requests_in_flight_finish(database_url: str, server_factor
     with threads_joined(uploads, timeout=150):
         for event in uploaded:
             assert event.wait(timeout=60), "an upload did not finish sending"
-        time.sleep(0.1)
+        time.sleep(0.1)  # for the server to read the headers and the chunks already sent
         server.terminate()
         signalled = time.monotonic()
+        signalled_event.set()
         status = server.wait(timeout=graceful + 15)
         exited = time.monotonic()
 
