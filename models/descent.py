@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from models.errors import DivergenceError, MismatchedLengthError
+from models.errors import DivergenceError, InvalidParameterError, MismatchedLengthError
 from models.stats import SufficientStats, as_sales_arrays
 
 __all__ = [
@@ -36,6 +36,7 @@ __all__ = [
     "Quadratic",
     "run_batch",
     "run_stochastic",
+    "suggested_rate",
 ]
 
 ChunkSource = Callable[[], Iterable[tuple[np.ndarray, np.ndarray]]]
@@ -189,12 +190,26 @@ class DescentResult:
     costs: list[float] = field(default_factory=list)
 
 
+def suggested_rate(limit: float) -> float:
+    """A rate safely below the stability limit, at three significant digits.
+
+    Examples
+    --------
+    >>> suggested_rate(0.0104), suggested_rate(2.0), suggested_rate(0.0100000001)
+    (0.0103, 1.99, 0.00999)
+    """
+    # A millionth below the limit first, so that what is printed is stable, not the limit.
+    target = limit * (1.0 - 1e-6)
+    step = 10.0 ** (math.floor(math.log10(target)) - 2)
+    return float(f"{math.floor(target / step) * step:.3g}")
+
+
 def _divergence(rate: float, q: Quadratic, space: FeatureSpace, why: str) -> DivergenceError:
     limit = q.max_stable_rate()
     return DivergenceError(
         f"learning rate {rate:.6g} makes gradient descent diverge on this data ({why}); "
-        f"the largest stable learning rate is {limit:.6g} (2 / largest Hessian eigenvalue "
-        f"of the cost, in the {space.name} feature space): use a smaller rate or 'auto'",
+        f"stable rates are below {limit:.6g} (2 / largest Hessian eigenvalue of the cost, in "
+        f"the {space.name} feature space): use {suggested_rate(limit):.3g} or 'auto'",
         learning_rate=rate,
         max_stable_learning_rate=limit,
         feature_space=space.name,
@@ -243,6 +258,13 @@ def run_batch(
     costs: list[float] = []
     g0, g1 = q.gradient(t0, t1)
     norm = math.hypot(g0, g1)
+    if 0.0 < norm <= tolerance and previous - q.min_cost > _RISE_RTOL * previous:
+        # It would stop where it starts, at prices of zero, and call that converged.
+        raise InvalidParameterError(
+            f"tolerance {tolerance:.6g} is not below the gradient norm at the start "
+            f"({norm:.6g}): descent would stop before its first step; use a smaller tolerance",
+            parameter="tolerance",
+        )
     n_iter = 0
     while n_iter < max_iterations and not norm <= tolerance:
         t0 -= learning_rate * g0

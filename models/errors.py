@@ -50,7 +50,14 @@ class NonPositiveCaratsError(InvalidDataError):
 
 
 class InvalidParameterError(ModelError):
-    """A hyperparameter (or a serialised model) breaks a rule; the message names both."""
+    """A hyperparameter (or a serialised model) breaks a rule; the message names both.
+
+    ``parameter`` is the hyperparameter's name when one is to blame.
+    """
+
+    def __init__(self, message: str, *, parameter: str | None = None) -> None:
+        super().__init__(message)
+        self.parameter = parameter
 
 
 class NotFittedError(ModelError):

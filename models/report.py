@@ -24,7 +24,14 @@ from scipy.special import stdtrit
 from models.errors import InvalidParameterError, NonFiniteDataError
 from models.stats import SufficientStats
 
-__all__ = ["FitReport", "build_report", "prediction_interval", "sse_at", "t_quantile"]
+__all__ = [
+    "FitReport",
+    "build_report",
+    "line_error",
+    "prediction_interval",
+    "sse_at",
+    "t_quantile",
+]
 
 
 def _check_level(level: float) -> float:
@@ -61,6 +68,28 @@ def sse_at(stats: SufficientStats, silver: float, gold: float) -> float:
     rbar = silver + gold * stats.mean_x - stats.mean_y
     d = gold - slope
     return best + sxx * d * d + stats.n * rbar * rbar
+
+
+def line_error(stats: SufficientStats, silver: float, gold: float) -> tuple[float, float] | None:
+    """Root mean squared error and mean residual (price minus quote) of a line on any sales,
+    one of them included: None when there are none.
+
+    Unlike :func:`sse_at` this needs no spread in the carats, so it also measures a fitted
+    line on the few sales that came after it.
+
+    Examples
+    --------
+    >>> s = SufficientStats.from_arrays([2.0, 2.0], [110.0, 130.0])
+    >>> line_error(s, 20.0, 40.0)  # residuals 10 and 30
+    (22.360679774997898, 20.0)
+    """
+    n = stats.n
+    if n == 0:
+        return None
+    mean_residual = stats.mean_y - silver - gold * stats.mean_x
+    # The spread of the residuals from the centred sums, plus their mean: nothing large cancels.
+    spread = max(stats.syy - 2.0 * gold * stats.sxy + gold * gold * stats.sxx, 0.0)
+    return math.sqrt(spread / n + mean_residual * mean_residual), mean_residual
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models import ConvergenceWarning, RingPriceRegressor, SufficientStats
+from models import ConvergenceWarning, InvalidParameterError, RingPriceRegressor, SufficientStats
 from models.descent import FeatureSpace, Quadratic
 from tests.models.reference import article_loop
 
@@ -224,3 +224,17 @@ def test_plain_mode_equals_article_loop(
     start = 0.5 * np.mean(y**2)
     if iterations <= 1000:
         np.testing.assert_allclose(reg.cost_history_.cost, history, rtol=1e-9, atol=1e-12 * start)
+
+
+def test_a_tolerance_that_stops_before_the_first_step_is_refused() -> None:
+    x, y = [1.0, 2.0, 3.0], [150.0, 250.0, 250.0]
+    with pytest.raises(InvalidParameterError, match="before its first step") as caught:
+        RingPriceRegressor(tolerance=1e6).fit(x, y)
+    assert caught.value.parameter == "tolerance"
+    with pytest.raises(InvalidParameterError, match="before its first step"):
+        RingPriceRegressor(tolerance=1e9, feature_scaling=False).fit(x, y)
+    # Where the start is the optimum already (prices that do not depend on carats), stopping
+    # there is right.
+    flat = RingPriceRegressor(tolerance=1e6).fit(x, [200.0, 200.0, 200.0])
+    assert (flat.n_iter_, flat.converged_) == (0, True)
+    assert (flat.silver_price_, flat.gold_price_per_carat_) == (200.0, 0.0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -100,16 +101,21 @@ def test_divergent_rate_refused_up_front_with_the_limit() -> None:
         assert err.learning_rate == rate
         assert err.feature_space == "raw"
         message = str(err)
-        assert f"largest stable learning rate is {limit:.6g}" in message
+        assert f"stable rates are below {limit:.6g}" in message
         assert "raw feature space" in message
         assert "\n" not in message
+        # The rate it suggests is below the limit, and a fit with it converges.
+        suggested = float(re.search(r"use ([0-9.e-]+) or 'auto'", message).group(1))
+        assert suggested < limit
+        fitted = RingPriceRegressor(learning_rate=suggested, feature_scaling=False).fit(x, x * 3)
+        assert fitted.converged_
     # Just below the limit is accepted and does not blow up.
     reg = RingPriceRegressor(learning_rate=0.99 * limit, feature_scaling=False, tolerance=0)
     assert math.isfinite(reg.fit(x, x * 3).silver_price_)
 
 
 def test_divergent_rate_in_scaled_space_names_limit_2() -> None:
-    with pytest.raises(DivergenceError, match=r"largest stable learning rate is 2 .*scaled"):
+    with pytest.raises(DivergenceError, match=r"stable rates are below 2 .*scaled.*use 1.99 "):
         RingPriceRegressor(learning_rate=2.0).fit(X3, Y3)
     reg = RingPriceRegressor(learning_rate=1.9).fit(X3, Y3)
     assert reg.converged_ is True

@@ -125,7 +125,7 @@ def test_fit_stats_refuses_row_methods() -> None:
 
 def test_stochastic_rate_above_limit_refused(low_noise) -> None:
     x, y = low_noise
-    with pytest.raises(DivergenceError, match=r"largest stable learning rate is 2 ") as caught:
+    with pytest.raises(DivergenceError, match=r"stable rates are below 2 ") as caught:
         RingPriceRegressor(method="minibatch", learning_rate=2.5, random_seed=0).fit(x, y)
     assert caught.value.max_stable_learning_rate == pytest.approx(2.0)
     assert caught.value.feature_space == "scaled"
