@@ -5,6 +5,8 @@ from pathlib import Path
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.security import MAX_KEY_LENGTH
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -33,6 +35,10 @@ class Settings(BaseSettings):
     # How stale a worker's view of the active model may be.
     MODEL_REFRESH_SECONDS: float = Field(1.0, gt=0)
     SQLITE_BUSY_TIMEOUT_MS: int = Field(5_000, ge=0)
+    # Housekeeping each worker runs: expired Idempotency-Keys and day-old deletion records
+    # are purged every this many seconds, a bounded number of rows at a time.
+    MAINTENANCE_SECONDS: float = Field(60.0, gt=0)
+    DELETED_SALES_KEEP_HOURS: float = Field(24.0, gt=0)
     LOG_LEVEL: str = "INFO"
 
     @field_validator("DATABASE_URL")
@@ -57,8 +63,10 @@ class Settings(BaseSettings):
     @field_validator("ADMIN_API_KEY")
     @classmethod
     def _refuse_weak_admin_key(cls, key: SecretStr | None) -> SecretStr | None:
-        if key is not None and len(key.get_secret_value()) < 16:
-            raise ValueError("JEWELRY_ADMIN_API_KEY must be at least 16 characters")
+        if key is not None and not 16 <= len(key.get_secret_value()) <= MAX_KEY_LENGTH:
+            raise ValueError(
+                f"JEWELRY_ADMIN_API_KEY must be 16 to {MAX_KEY_LENGTH} characters long"
+            )
         return key
 
     @property

@@ -62,13 +62,24 @@ class Database:
         self.engine = make_engine(settings)
         self.is_sqlite = self.engine.dialect.name == "sqlite"
         writer = self.engine.execution_options(**{SQLITE_BEGIN: "IMMEDIATE"})
+        # One snapshot for every statement of a transaction: SQLite's read transactions in WAL
+        # mode are snapshots already; PostgreSQL's default (READ COMMITTED) is not.
+        snapshot = (
+            self.engine
+            if self.is_sqlite
+            else self.engine.execution_options(isolation_level="REPEATABLE READ")
+        )
         self._read = sessionmaker(self.engine, expire_on_commit=False)
         self._write = sessionmaker(writer, expire_on_commit=False)
+        self._snapshot = sessionmaker(snapshot, expire_on_commit=False)
 
     @contextmanager
-    def session(self, *, write: bool = False) -> Iterator[Session]:
-        """A session that commits when the block succeeds and rolls back when it raises."""
-        factory = self._write if write else self._read
+    def session(self, *, write: bool = False, snapshot: bool = False) -> Iterator[Session]:
+        """A session that commits when the block succeeds and rolls back when it raises.
+
+        ``snapshot=True``: a read-only session whose statements all see the same data.
+        """
+        factory = self._write if write else self._snapshot if snapshot else self._read
         with factory() as session:
             try:
                 yield session

@@ -3,16 +3,17 @@
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 
 from app.config import Settings
 from app.db import Database
-from app.errors import Forbidden, Unauthorized
+from app.errors import Forbidden, InvalidInput, Unauthorized
 from app.metrics import Metrics
-from app.security import Caller
+from app.security import MAX_KEY_LENGTH, Caller
 from app.services.auth import identify
+from app.services.live import LiveAccuracyTracker
 from app.services.serving import ActiveModelCache
 
 
@@ -34,9 +35,14 @@ async def get_model_cache(request: Request) -> ActiveModelCache:
     return request.app.state.model_cache
 
 
+async def get_live(request: Request) -> LiveAccuracyTracker:
+    return request.app.state.live
+
+
 DatabaseDep = Annotated[Database, Depends(get_database)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 ModelCacheDep = Annotated[ActiveModelCache, Depends(get_model_cache)]
+LiveDep = Annotated[LiveAccuracyTracker, Depends(get_live)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
@@ -56,13 +62,16 @@ ReadSession = Annotated[Session, Depends(_read_session, scope="function")]
 WriteSession = Annotated[Session, Depends(_write_session, scope="function")]
 
 ApiKeyHeader = Annotated[
-    str | None, Header(alias="X-API-Key", description="An admin or store API key.", max_length=200)
+    str | None, Header(alias="X-API-Key", description="An admin or store API key.")
 ]
 
 
 def _identify(db: Database, settings: Settings, key: str | None) -> Caller:
     if not key:
         raise Unauthorized("missing X-API-Key header")
+    if len(key) > MAX_KEY_LENGTH:
+        # No key is this long: a wrong key, not a malformed request.
+        raise Unauthorized("unknown or revoked API key")
     with db.session() as session:
         caller = identify(session, settings, key)
     if caller is None:
@@ -95,3 +104,28 @@ async def require_reader(
 CallerDep = Annotated[Caller, Depends(require_key)]
 AdminDep = Annotated[Caller, Depends(require_admin)]
 ReaderDep = Annotated[Caller | None, Depends(require_reader)]
+
+
+DEFAULT_PAGE_SIZE = 100
+
+
+def page_limit(
+    settings: SettingsDep,
+    limit: Annotated[
+        int | None, Query(ge=1, description="Items per page (default 100), at most the maximum.")
+    ] = None,
+) -> int:
+    """The page size asked for, within JEWELRY_MAX_PAGE_SIZE (which the OpenAPI schema
+    states as the maximum: see app/main.py)."""
+    if limit is None:
+        return min(DEFAULT_PAGE_SIZE, settings.MAX_PAGE_SIZE)
+    if limit > settings.MAX_PAGE_SIZE:
+        raise InvalidInput.at(
+            ["query", "limit"],
+            f"Input should be less than or equal to {settings.MAX_PAGE_SIZE}",
+            "less_than_equal",
+        )
+    return limit
+
+
+PageLimit = Annotated[int, Depends(page_limit)]

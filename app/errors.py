@@ -1,11 +1,16 @@
-"""One error type for everything a client can cause, and the handlers that render errors."""
+"""One error type for everything a client can cause, and the handlers that render errors.
+
+Every 422 is FastAPI's shape, ``{"detail": [{"loc": [...], "msg": "...", "type": "..."}]}``,
+with ``loc`` starting at body, query, path or header (or ``["file", line, column]`` for a CSV
+upload); every other error is ``{"detail": "message"}``.
+"""
 
 import logging
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
@@ -13,15 +18,17 @@ from starlette.exceptions import HTTPException
 
 log = logging.getLogger("app.errors")
 
+Loc = Sequence[str | int]
+
 
 class AppError(Exception):
     """An error whose message is safe to show: rendered as ``{"detail": message}``."""
 
     status_code = 400
 
-    def __init__(self, detail: Any, *, headers: dict[str, str] | None = None) -> None:
+    def __init__(self, detail: str, *, headers: dict[str, str] | None = None) -> None:
         super().__init__(detail)
-        self.detail = detail
+        self.detail: Any = detail
         self.headers = headers
 
 
@@ -44,25 +51,53 @@ class Conflict(AppError):
     status_code = 409
 
 
-class PayloadTooLarge(AppError):
-    status_code = 413
-
-
-class Unprocessable(AppError):
-    status_code = 422
+class UnsupportedMediaType(AppError):
+    status_code = 415
 
 
 class Unavailable(AppError):
+    """The service cannot take this now; the client may retry after ``retry_after`` seconds."""
+
     status_code = 503
 
     def __init__(self, detail: str, retry_after: int = 1) -> None:
         super().__init__(detail, headers={"Retry-After": str(retry_after)})
 
 
+class TooManyRequests(Unavailable):
+    status_code = 429
+
+
+def error_item(loc: Loc, msg: str, type_: str = "value_error") -> dict[str, Any]:
+    """One entry of a 422's ``detail`` list."""
+    return {"loc": list(loc), "msg": msg, "type": type_}
+
+
+class InvalidInput(AppError):
+    """A 422 for rules checked in code, in the same shape as pydantic's validation errors."""
+
+    status_code = 422
+
+    def __init__(self, errors: list[dict[str, Any]]) -> None:
+        super().__init__("; ".join(f"{e['loc']}: {e['msg']}" for e in errors))
+        self.detail = errors
+
+    @classmethod
+    def at(cls, loc: Loc, msg: str, type_: str = "value_error") -> "InvalidInput":
+        return cls([error_item(loc, msg, type_)])
+
+
+def too_long(loc: Loc, limit: int, got: int) -> InvalidInput:
+    """A list over a size limit, worded as pydantic words its own ``max_length``."""
+    return InvalidInput.at(
+        loc, f"List should have at most {limit} items after validation, not {got}", "too_long"
+    )
+
+
 def _validation_detail(exc: RequestValidationError) -> list[dict[str, Any]]:
     # Echoing the offending input back could be huge or hold a secret: name the place instead.
     return [
-        {"loc": list(error.get("loc", ())), "msg": error.get("msg", ""), "type": error.get("type")}
+        error_item(error.get("loc", ()), error.get("msg", ""), error.get("type", "value_error"))
         for error in exc.errors()
     ]
 
@@ -93,9 +128,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AppError)
     async def _app_error(_: Request, exc: AppError) -> JSONResponse:
         return JSONResponse(
-            {"detail": jsonable_encoder(exc.detail)},
-            status_code=exc.status_code,
-            headers=exc.headers,
+            {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
         )
 
     @app.exception_handler(HTTPException)

@@ -1,11 +1,15 @@
 """The ASGI application: ``app.main:app``, or a fresh one from ``create_app()``."""
 
+import asyncio
 import logging
 import sys
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
+from datetime import timedelta
+from typing import Any
 
 from fastapi import FastAPI
+from fastapi.concurrency import run_in_threadpool
 
 from app import migrate
 from app.config import Settings
@@ -17,6 +21,8 @@ from app.middleware import ServiceMiddleware
 from app.routes import health, operations, pricing, registry, sales, stores, training
 from app.schemas import ERROR_RESPONSES
 from app.services.auth import ensure_admin_key
+from app.services.live import LiveAccuracyTracker
+from app.services.maintenance import purge_expired
 from app.services.serving import ActiveModelCache
 
 log = logging.getLogger("app")
@@ -40,6 +46,51 @@ def prepare_database(db: Database, settings: Settings) -> str | None:
         return ensure_admin_key(session, settings)
 
 
+def housekeeping(db: Database, settings: Settings) -> None:
+    with db.session(write=True) as session:
+        purged = purge_expired(
+            session,
+            idempotency_ttl=timedelta(hours=settings.IDEMPOTENCY_TTL_HOURS),
+            deleted_sales_keep=timedelta(hours=settings.DELETED_SALES_KEEP_HOURS),
+        )
+    if purged:
+        log.info("purged expired rows", extra={"fields": {"rows": purged}})
+
+
+async def _housekeeping_loop(db: Database, settings: Settings) -> None:
+    while True:
+        try:
+            await run_in_threadpool(housekeeping, db, settings)
+        except Exception:  # a busy or unreachable database: the next round tries again
+            log.warning("housekeeping failed", exc_info=True)
+        await asyncio.sleep(settings.MAINTENANCE_SECONDS)
+
+
+def _state_limits_in_openapi(app: FastAPI, settings: Settings) -> None:
+    """The size limits are settings, checked in code; the schema states them as well."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build()  # FastAPI keeps it in app.openapi_schema
+            components = schema["components"]["schemas"]
+            components["SaleBatch"]["properties"]["records"]["maxItems"] = (
+                settings.MAX_BATCH_RECORDS
+            )
+            components["PredictRequest"]["properties"]["carats"]["maxItems"] = (
+                settings.MAX_PREDICT_CARATS
+            )
+            for operation in (op for path in schema["paths"].values() for op in path.values()):
+                for parameter in operation.get("parameters", []):
+                    if parameter["name"] == "limit" and parameter["in"] == "query":
+                        for option in parameter["schema"].get("anyOf", [parameter["schema"]]):
+                            if option.get("type") == "integer":
+                                option["maximum"] = settings.MAX_PAGE_SIZE
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     configure_logging(settings.LOG_LEVEL)
@@ -53,7 +104,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if new_key is not None:
                 announce_admin_key(new_key)
         log.info("ready", extra={"fields": {"database": db.engine.url.render_as_string()}})
+        chores = asyncio.create_task(_housekeeping_loop(db, settings))
         yield
+        chores.cancel()
+        with suppress(asyncio.CancelledError):
+            await chores
         db.dispose()
 
     app = FastAPI(
@@ -67,6 +122,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.db = db
     app.state.metrics = metrics
     app.state.model_cache = ActiveModelCache(db, settings.MODEL_REFRESH_SECONDS)
+    app.state.live = LiveAccuracyTracker(
+        db, settings.MODEL_REFRESH_SECONDS, settings.DELETED_SALES_KEEP_HOURS * 3600
+    )
+    _state_limits_in_openapi(app, settings)
     install_error_handlers(app)
     app.add_middleware(
         ServiceMiddleware,

@@ -101,6 +101,19 @@ class Sale(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class DeletedSale(Base):
+    """What a deleted sale was, so that every process can take it out of the live accuracy
+    it keeps (app/services/live.py); purged after a day."""
+
+    __tablename__ = "deleted_sales"
+
+    seq: Mapped[int] = mapped_column(Id, primary_key=True)
+    sale_id: Mapped[int] = mapped_column(BigInteger)
+    carats: Mapped[float] = mapped_column(Double)
+    price_cents: Mapped[int] = mapped_column(BigInteger)
+    deleted_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
 class IdempotencyKey(Base):
     """A client's Idempotency-Key with the response it got, committed with the write itself."""
 
@@ -135,7 +148,7 @@ class ModelVersion(Base):
     cost_history: Mapped[dict[str, Any]]
     # The fitted estimator's serialised form: what a worker loads to predict.
     estimator: Mapped[dict[str, Any]]
-    # Highest sale id the fit saw; later sales measure how the model does live.
+    # Highest sale id when the fit read the sales; later sales measure how it does live.
     trained_through_sale_id: Mapped[int | None] = mapped_column(BigInteger)
 
 

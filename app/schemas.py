@@ -1,6 +1,8 @@
 """Request and response bodies. Money leaves the service as a decimal string with two places."""
 
 import re
+import sys
+import unicodedata
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from enum import StrEnum
@@ -18,38 +20,57 @@ from pydantic import (
     WithJsonSchema,
 )
 
+# The domain of every number a client sends, stated once: the OpenAPI schema, the JSON
+# validation and the CSV import all take it from here.
+MIN_CARATS = 0.001
 MAX_CARATS = 10_000.0
 MAX_PRICE = Decimal("99999999.99")
+# The largest quote (and interval bound) in dollars: every amount up to it is exact to the
+# cent as a float64, and a fit that would quote more is refused.
+MAX_QUOTE = 1e12
 # Ids stay exact as JSON numbers in every client (JavaScript's safe integers).
 MAX_ID = 2**53 - 1
 CENT = Decimal("0.01")
+# A sale outside these years (in UTC) is a typo, and the schema can say so.
+EARLIEST_SALE = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST_SALE = datetime(2100, 1, 1, tzinfo=UTC)
 
 
-def to_money(value: float | Decimal) -> Decimal:
+def to_money(value: Decimal) -> Decimal:
     """Round a dollar amount to whole cents (banker's rounding, as in accounting)."""
-    return Decimal(repr(value) if isinstance(value, float) else value).quantize(
-        CENT, rounding=ROUND_HALF_EVEN
-    )
+    return value.quantize(CENT, rounding=ROUND_HALF_EVEN)
+
+
+def money_text(dollars: float) -> str:
+    """An amount computed by a model (a quote) as dollars with two decimals."""
+    return f"{dollars:.2f}"
 
 
 # What the OpenAPI schema promises is exactly what is accepted: RFC 3339 date-times with an
 # offset, prices as numbers or as plain decimal text. (pydantic alone would also take unix
-# timestamps, naive times and padded strings.)
-# Years 1900-2099: a sale outside them is a typo, and the schema can say so.
-_RFC3339 = re.compile(
-    r"^(19|20)\d{2}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
+# timestamps, naive times, padded strings and non-ASCII digits.)
+RFC3339 = re.compile(
+    r"^(19|20)[0-9]{2}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?"
+    r"([Zz]|[+-][0-9]{2}:[0-9]{2})$"
 )
-_PRICE_TEXT = re.compile(r"^(?=.*[1-9])\d{1,8}(\.\d{1,2})?$")
+PRICE_TEXT = re.compile(r"^(?=.*[1-9])[0-9]{1,8}(\.[0-9]{1,2})?$")
+TIMESTAMP_RULE = "an RFC 3339 date-time with an offset, in 1900-2099 UTC, e.g. 2026-11-20T14:30:00Z"
+PRICE_RULE = "a positive amount with at most two decimals, e.g. 250.10"
 
 
 def _rfc3339(value: object) -> object:
-    if isinstance(value, str) and not _RFC3339.fullmatch(value):
-        raise ValueError(
-            "must be an RFC 3339 date-time with an offset, in 1900-2099, e.g. 2026-11-20T14:30:00Z"
-        )
+    if isinstance(value, str) and not RFC3339.fullmatch(value):
+        raise ValueError(f"must be {TIMESTAMP_RULE}")
     if not isinstance(value, str | datetime):
         raise ValueError("must be an RFC 3339 date-time string")
     return value
+
+
+def _in_sale_years(moment: datetime) -> datetime:
+    moment = moment.astimezone(UTC)
+    if not EARLIEST_SALE <= moment < LATEST_SALE:
+        raise ValueError(f"must be {TIMESTAMP_RULE}")
+    return moment
 
 
 def _json_integer(value: object) -> object:
@@ -65,24 +86,82 @@ JsonInt = BeforeValidator(_json_integer)
 
 
 def _price_input(value: object) -> object:
-    if isinstance(value, str) and not _PRICE_TEXT.fullmatch(value):
-        raise ValueError("must be a positive amount with at most two decimals, e.g. 250.10")
+    if isinstance(value, str) and not PRICE_TEXT.fullmatch(value):
+        raise ValueError(f"must be {PRICE_RULE}")
     if isinstance(value, bool) or not isinstance(value, str | int | float | Decimal):
         raise ValueError("must be a number or a decimal string")
     return value
 
 
-def _as_utc(moment: datetime) -> datetime:
-    return moment.astimezone(UTC)
+def _quantized(price: Decimal) -> Decimal:
+    # 1, 1.0 and "1.00" are one price: the canonical form keeps Idempotency-Key bodies equal.
+    return price.quantize(CENT)
 
 
-Money = Annotated[Decimal, PlainSerializer(lambda d: f"{to_money(d):.2f}", return_type=str)]
-Carats = Annotated[float, Field(gt=0, le=MAX_CARATS, allow_inf_nan=False)]
-BodyCarats = Annotated[float, Field(gt=0, le=MAX_CARATS, allow_inf_nan=False, strict=True)]
+def _unicode_class(categories: set[str]) -> str:
+    """A regex character class of every code point in the given Unicode categories, so that
+    the OpenAPI pattern can state the rule that unicodedata enforces."""
+    ranges: list[tuple[int, int]] = []
+    for code in range(sys.maxunicode + 1):
+        if unicodedata.category(chr(code)) in categories:
+            if ranges and ranges[-1][1] == code - 1:
+                ranges[-1] = (ranges[-1][0], code)
+            else:
+                ranges.append((code, code))
+
+    def char(code: int) -> str:
+        return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
+
+    return "".join(char(a) if a == b else f"{char(a)}-{char(b)}" for a, b in ranges)
+
+
+# Control (Cc) and format (Cf: zero-width and bidirectional marks) characters.
+_FORBIDDEN = _unicode_class({"Cc", "Cf"})
+# Printable, no control or format characters, no leading or trailing space.
+NAME_PATTERN = rf"^[^\s{_FORBIDDEN}]([^{_FORBIDDEN}]*[^\s{_FORBIDDEN}])?$"
+_NAME = re.compile(NAME_PATTERN)
+
+
+def _store_name(name: str) -> str:
+    name = unicodedata.normalize("NFC", name)
+    # Lone surrogates (Cs) can arrive as JSON escapes but cannot be stored as UTF-8.
+    if not _NAME.fullmatch(name) or any(unicodedata.category(c) == "Cs" for c in name):
+        raise ValueError(
+            "must be printable: no control or format characters, no leading or trailing space"
+        )
+    return name
+
+
+Amount = Annotated[
+    str,
+    Field(
+        description='An amount: dollars as a string with two decimals, e.g. "250.10".',
+        pattern=r"^-?[0-9]+\.[0-9]{2}$",
+    ),
+]
+Estimate = Annotated[
+    float, Field(description="An estimate: a JSON number at full precision (dollars).")
+]
+Money = Annotated[
+    Decimal,
+    PlainSerializer(lambda d: f"{to_money(d):.2f}", return_type=str),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": r"^[0-9]+\.[0-9]{2}$",
+            "description": "An amount: dollars as a string with two decimals.",
+        }
+    ),
+]
+Carats = Annotated[
+    float, Field(ge=MIN_CARATS, le=MAX_CARATS, allow_inf_nan=False, description="Carats.")
+]
+BodyCarats = Annotated[float, Field(ge=MIN_CARATS, le=MAX_CARATS, allow_inf_nan=False, strict=True)]
 Price = Annotated[
     Decimal,
     BeforeValidator(_price_input),
     Field(gt=0, le=MAX_PRICE, decimal_places=2, allow_inf_nan=False),
+    AfterValidator(_quantized),
     WithJsonSchema(
         {
             "anyOf": [
@@ -92,7 +171,7 @@ Price = Annotated[
                     "maximum": float(MAX_PRICE),
                     "multipleOf": 0.01,
                 },
-                {"type": "string", "pattern": _PRICE_TEXT.pattern},
+                {"type": "string", "pattern": PRICE_TEXT.pattern},
             ],
             "description": 'Dollars, at most two decimals: 250.1 or "250.10".',
         }
@@ -101,22 +180,29 @@ Price = Annotated[
 Timestamp = Annotated[
     datetime,
     BeforeValidator(_rfc3339),
-    AfterValidator(_as_utc),
-    WithJsonSchema({"type": "string", "format": "date-time", "pattern": _RFC3339.pattern}),
+    AfterValidator(_in_sale_years),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "format": "date-time",
+            "pattern": RFC3339.pattern,
+            "description": f"A date-time: {TIMESTAMP_RULE}.",
+        }
+    ),
 ]
 RowId = Annotated[int, Field(ge=1, le=MAX_ID)]
 BodyId = Annotated[int, Field(ge=1, le=MAX_ID), JsonInt]
 Flag = Annotated[bool, Field(strict=True)]
 PositiveRate = Annotated[StrictFloat, Field(gt=0, le=1e6, allow_inf_nan=False)]
-# Printable, no control characters, no leading or trailing space.
+# Unique among stores in its NFC form, which is the form stored.
 Name = Annotated[
     str,
-    StringConstraints(
-        min_length=1,
-        max_length=100,
-        pattern=r"^[^\s\x00-\x1f\x7f]([^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f])?$",
-    ),
+    StringConstraints(min_length=1, max_length=100),
+    AfterValidator(_store_name),
+    WithJsonSchema({"type": "string", "minLength": 1, "maxLength": 100, "pattern": NAME_PATTERN}),
 ]
+# A page's cursor: pass back the value a page gave as next_cursor.
+Cursor = Annotated[str, Field(pattern=r"^[0-9]{1,16}$")]
 
 
 class Input(BaseModel):
@@ -207,43 +293,57 @@ class TrainRequest(Input):
     activate: Flag = True
 
 
-def money_text(dollars: float) -> str:
-    """A model's dollar amount as cents text; the fast path for many quotes."""
-    return f"{dollars:.2f}"
+class EstimateInterval(BaseModel):
+    """A confidence interval of a learned price: estimates, at full precision."""
 
-
-class Interval(BaseModel):
     level: float
-    lower: str = Field(description="Dollars, two decimals.")
-    upper: str = Field(description="Dollars, two decimals.")
+    lower: Estimate
+    upper: Estimate
 
 
-class LiveError(BaseModel):
-    """How the version does on sales recorded after it was trained."""
+class QuoteInterval(BaseModel):
+    """A prediction interval of a quote: amounts, in dollars with two decimals."""
 
-    n_sales: int
-    mae: float | None
+    level: float
+    lower: Amount
+    upper: Amount
+
+
+class LiveAccuracy(BaseModel):
+    """How the version quotes the sales recorded after it was trained."""
+
+    n_sales: int = Field(description="Sales recorded since the version was trained.")
+    rmse: Estimate | None = Field(description="Root mean squared error of its quotes on them.")
+    bias: Estimate | None = Field(
+        description="Mean of (price - quote): positive when those sales sold above the quotes."
+    )
 
 
 class ModelVersionPublic(BaseModel):
     version: int
     status: str
     active: bool
-    silver_price: Money
-    gold_price_per_carat: Money
+    silver_price: Estimate
+    gold_price_per_carat: Estimate
     n_samples: int
     iterations: int
     converged: bool
-    metrics: dict[str, Any]
+    metrics: dict[str, Any] = Field(
+        description="Fit metrics (cost, mse, rmse, mae, r2, standard errors, intervals): "
+        "estimates, JSON numbers at full precision."
+    )
     parameters: dict[str, Any]
     filters: dict[str, Any]
     trained_at: datetime
     training_seconds: float
-    live: LiveError
+    live: LiveAccuracy
 
 
-class ModelVersionList(BaseModel):
+class ModelVersionPage(BaseModel):
     items: list[ModelVersionPublic]
+    next_cursor: str | None = Field(
+        description="Pass as ?cursor= for the next page (older versions); null at the end."
+    )
 
 
 class CostHistory(BaseModel):
@@ -252,12 +352,12 @@ class CostHistory(BaseModel):
 
 
 class Prices(BaseModel):
-    silver_price: Money
-    gold_price_per_carat: Money
-    silver_price_std_error: float | None
-    gold_price_per_carat_std_error: float | None
-    silver_price_interval: Interval | None
-    gold_price_per_carat_interval: Interval | None
+    silver_price: Estimate
+    gold_price_per_carat: Estimate
+    silver_price_std_error: Estimate | None
+    gold_price_per_carat_std_error: Estimate | None
+    silver_price_interval: EstimateInterval | None
+    gold_price_per_carat_interval: EstimateInterval | None
     model_version: int
     trained_at: datetime
     n_samples: int
@@ -268,8 +368,10 @@ class Prices(BaseModel):
 
 class Prediction(BaseModel):
     carats: float
-    price: str = Field(description="Dollars, two decimals.")
-    interval: Interval | None = Field(description="95% prediction interval; null with < 3 sales.")
+    price: Amount
+    interval: QuoteInterval | None = Field(
+        description="95% prediction interval; null with fewer than 3 sales."
+    )
 
 
 class SinglePrediction(Prediction):
@@ -286,7 +388,9 @@ class Predictions(BaseModel):
 
 
 class ErrorBody(BaseModel):
-    detail: Any = Field(description="What was wrong: a message, or a list of {loc, msg}.")
+    detail: Any = Field(
+        description="What was wrong: a message, or for a 422 a list of {loc, msg, type}."
+    )
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -298,7 +402,8 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         404: "Not found",
         409: "Conflicts with the current state",
         413: "Request body too large",
-        422: "A field breaks a rule; detail names it",
+        415: "A body that is not application/json",
+        422: "A field breaks a rule; detail lists each as {loc, msg, type}",
         503: "Database unavailable or busy; retry after Retry-After seconds",
     }.items()
 }

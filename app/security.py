@@ -6,6 +6,9 @@ import secrets
 from dataclasses import dataclass
 from typing import Literal
 
+# Keys are made by new_key (about 50 characters) or configured (an admin key of 16 or more).
+MAX_KEY_LENGTH = 200
+
 
 @dataclass(frozen=True)
 class Caller:

@@ -22,7 +22,7 @@ from tests.helpers import ADMIN_KEY
 
 POSTGRES_URL = os.environ.get("JEWELRY_TEST_POSTGRES_URL")
 BACKENDS = ["sqlite", *(["postgres"] if POSTGRES_URL else [])]
-TABLES = "sales, idempotency_keys, stores, admin_keys"
+TABLES = "sales, deleted_sales, idempotency_keys, stores, admin_keys"
 
 # Property tests explore the same examples on every run, so CI is reproducible; set
 # HYPOTHESIS_PROFILE=explore to search fresh ones.

@@ -5,21 +5,22 @@ import numpy as np
 from fastapi import APIRouter, Query, Response
 
 from app.deps import MetricsDep, ModelCacheDep, ReaderDep, SettingsDep
-from app.errors import Unprocessable
+from app.errors import too_long
+from app.routes import JsonRoute
 from app.schemas import (
     MAX_CARATS,
-    Interval,
+    MIN_CARATS,
+    EstimateInterval,
     Predictions,
     PredictRequest,
     Prices,
     SinglePrediction,
     money_text,
-    to_money,
 )
 from app.services.registry import NoActiveModel
 from app.services.serving import ActiveModelCache, ServingModel
 
-router = APIRouter(prefix="/api/v1", tags=["prices"])
+router = APIRouter(prefix="/api/v1", tags=["prices"], route_class=JsonRoute)
 
 LEVEL = 0.95
 
@@ -60,16 +61,14 @@ async def prices(_: ReaderDep, cache: ModelCacheDep) -> Prices:
     reg = model.regressor
     report = reg.report_
 
-    def interval(bounds: tuple[float, float] | None) -> Interval | None:
+    def interval(bounds: tuple[float, float] | None) -> EstimateInterval | None:
         if bounds is None:
             return None
-        return Interval(
-            level=report.level, lower=money_text(bounds[0]), upper=money_text(bounds[1])
-        )
+        return EstimateInterval(level=report.level, lower=bounds[0], upper=bounds[1])
 
     return Prices(
-        silver_price=to_money(reg.silver_price_),
-        gold_price_per_carat=to_money(reg.gold_price_per_carat_),
+        silver_price=reg.silver_price_,
+        gold_price_per_carat=reg.gold_price_per_carat_,
         silver_price_std_error=report.silver_std_error,
         gold_price_per_carat_std_error=report.gold_std_error,
         silver_price_interval=interval(report.silver_ci),
@@ -82,7 +81,7 @@ async def prices(_: ReaderDep, cache: ModelCacheDep) -> Prices:
 
 @router.get("/predict", response_model=SinglePrediction)
 async def predict_one(
-    carats: Annotated[float, Query(gt=0, le=MAX_CARATS, allow_inf_nan=False)],
+    carats: Annotated[float, Query(ge=MIN_CARATS, le=MAX_CARATS, allow_inf_nan=False)],
     _: ReaderDep,
     cache: ModelCacheDep,
     metrics: MetricsDep,
@@ -104,7 +103,7 @@ async def predict_many(
 ) -> Response:
     """Quote many rings at once, all from one model version."""
     if len(body.carats) > settings.MAX_PREDICT_CARATS:
-        raise Unprocessable(f"carats: at most {settings.MAX_PREDICT_CARATS} values per request")
+        raise too_long(["body", "carats"], settings.MAX_PREDICT_CARATS, len(body.carats))
     model = await _serving(cache)
     quotes = _quotes(model, body.carats)
     metrics.predictions.inc(len(quotes))

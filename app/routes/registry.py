@@ -1,46 +1,50 @@
+from collections.abc import Sequence
 from typing import Annotated
 
-from fastapi import APIRouter, Path
-from sqlalchemy.orm import Session
+from fastapi import APIRouter, Path, Response
 
-from app.deps import AdminDep, ModelCacheDep, ReaderDep, ReadSession, WriteSession
+from app.deps import (
+    AdminDep,
+    LiveDep,
+    ModelCacheDep,
+    PageLimit,
+    ReaderDep,
+    ReadSession,
+    WriteSession,
+)
 from app.orm import ModelVersion
+from app.routes import JsonRoute
 from app.schemas import (
     MAX_ID,
     CostHistory,
-    LiveError,
-    ModelVersionList,
+    Cursor,
+    LiveAccuracy,
+    ModelVersionPage,
     ModelVersionPublic,
-    to_money,
 )
 from app.services import registry
-from app.services.aggregates import live_errors
+from app.services.live import Accuracy, LiveAccuracyTracker
 
-router = APIRouter(prefix="/api/v1/models", tags=["models"])
+router = APIRouter(prefix="/api/v1/models", tags=["models"], route_class=JsonRoute)
 
 Version = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
-def present_all(
-    session: Session, rows: list[ModelVersion], active: int | None
+def present(
+    rows: Sequence[ModelVersion], active: int | None, live: LiveAccuracyTracker
 ) -> list[ModelVersionPublic]:
-    live = live_errors(session, rows)
-    return [_public(row, active, *live[row.version]) for row in rows]
+    """Versions as the API shows them, with their live accuracy."""
+    accuracy = live.of(rows)
+    return [_public(row, active, accuracy[row.version]) for row in rows]
 
 
-def present(session: Session, row: ModelVersion, active: int | None) -> ModelVersionPublic:
-    return present_all(session, [row], active)[0]
-
-
-def _public(
-    row: ModelVersion, active: int | None, n_live: int, mae_live: float | None
-) -> ModelVersionPublic:
+def _public(row: ModelVersion, active: int | None, accuracy: Accuracy) -> ModelVersionPublic:
     return ModelVersionPublic(
         version=row.version,
         status=row.status,
         active=row.version == active,
-        silver_price=to_money(row.silver_price),
-        gold_price_per_carat=to_money(row.gold_price_per_carat),
+        silver_price=row.silver_price,
+        gold_price_per_carat=row.gold_price_per_carat,
         n_samples=row.n_samples,
         iterations=row.iterations,
         converged=row.converged,
@@ -49,46 +53,69 @@ def _public(
         filters=row.filters,
         trained_at=row.created_at,
         training_seconds=row.training_seconds,
-        live=LiveError(n_sales=n_live, mae=mae_live),
+        live=LiveAccuracy(n_sales=accuracy.n_sales, rmse=accuracy.rmse, bias=accuracy.bias),
     )
 
 
-@router.get("", response_model=ModelVersionList)
-def list_models(_: ReaderDep, session: ReadSession) -> ModelVersionList:
-    """Every trained version, newest first."""
+@router.get("", response_model=ModelVersionPage)
+def list_models(
+    _: ReaderDep,
+    session: ReadSession,
+    live: LiveDep,
+    limit: PageLimit,
+    cursor: Cursor | None = None,
+) -> ModelVersionPage:
+    """Trained versions, newest first, a page at a time."""
     active = registry.active_version(session)
-    rows = registry.list_versions(session)
-    return ModelVersionList(items=present_all(session, rows, active))
+    rows = registry.list_versions(
+        session, limit=limit + 1, before=int(cursor) if cursor is not None else None
+    )
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return ModelVersionPage(
+        items=present(rows, active, live),
+        next_cursor=str(rows[-1].version) if more else None,
+    )
 
 
 @router.get("/active", response_model=ModelVersionPublic)
-def active_model(_: ReaderDep, session: ReadSession) -> ModelVersionPublic:
+def active_model(_: ReaderDep, session: ReadSession, live: LiveDep) -> ModelVersionPublic:
     """The version that answers predictions now."""
     row = registry.get_active(session)
-    return present(session, row, row.version)
+    return present([row], row.version, live)[0]
 
 
-@router.get("/{version}", response_model=ModelVersionPublic)
-def get_model(version: Version, _: ReaderDep, session: ReadSession) -> ModelVersionPublic:
+@router.get("/{version:int}", response_model=ModelVersionPublic)
+def get_model(
+    version: Version, _: ReaderDep, session: ReadSession, live: LiveDep
+) -> ModelVersionPublic:
     """One version."""
-    return present(
-        session, registry.get_version(session, version), registry.active_version(session)
-    )
+    row = registry.get_version(session, version)
+    return present([row], registry.active_version(session), live)[0]
 
 
-@router.get("/{version}/cost-history", response_model=CostHistory)
+@router.get("/{version:int}/cost-history", response_model=CostHistory)
 def cost_history(version: Version, _: ReaderDep, session: ReadSession) -> CostHistory:
     """The cost J by iteration during the fit (at most 1,000 points)."""
     return CostHistory.model_validate(registry.get_version(session, version).cost_history)
 
 
-@router.post("/{version}/activate", response_model=ModelVersionPublic)
+@router.post("/{version:int}/activate", response_model=ModelVersionPublic)
 def activate(
-    version: Version, _: AdminDep, session: WriteSession, cache: ModelCacheDep
+    version: Version, _: AdminDep, session: WriteSession, cache: ModelCacheDep, live: LiveDep
 ) -> ModelVersionPublic:
     """Serve this version from now on (roll forward or back)."""
     row = registry.activate(session, version)
     # Commit before dropping the cache, so this worker's next refresh reads the new pointer.
     session.commit()
     cache.invalidate()
-    return present(session, row, row.version)
+    return present([row], row.version, live)[0]
+
+
+@router.delete("/{version:int}", status_code=204)
+def delete_model(version: Version, _: AdminDep, session: WriteSession, live: LiveDep) -> Response:
+    """Drop a version that is not active (409 for the active one)."""
+    registry.delete_version(session, version)
+    session.commit()
+    live.invalidate()
+    return Response(status_code=204)

@@ -7,10 +7,12 @@ from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
 from app.config import Settings
-from app.deps import CallerDep, MetricsDep, ReadSession, SettingsDep, WriteSession
-from app.errors import Unprocessable
+from app.deps import CallerDep, MetricsDep, PageLimit, ReadSession, SettingsDep, WriteSession
+from app.errors import too_long
 from app.orm import Sale
+from app.routes import JsonRoute
 from app.schemas import (
+    Cursor,
     ImportResult,
     RowId,
     SaleBatch,
@@ -22,10 +24,11 @@ from app.schemas import (
 )
 from app.security import Caller
 from app.services import idempotency, sales
+from app.services.aggregates import check_period
 from app.services.csv_import import parse_sales_csv
 from app.services.sales import NewSale, from_cents
 
-router = APIRouter(prefix="/api/v1/sales", tags=["sales"])
+router = APIRouter(prefix="/api/v1/sales", tags=["sales"], route_class=JsonRoute)
 
 IdempotencyKeyHeader = Annotated[
     str | None,
@@ -100,7 +103,7 @@ def create_sale(
     """Record one sale. With a store key, store_id may be left out."""
 
     def produce() -> SalePublic:
-        [sale] = sales.record_sales(session, caller, [_new(body)], where="")
+        [sale] = sales.record_sales(session, caller, [_new(body)], place=(("body",), None))
         metrics.sales_ingested.labels("single").inc()
         return public(sale)
 
@@ -118,9 +121,7 @@ def create_batch(
 ) -> Response:
     """Record many sales: all of them, or none when any is invalid."""
     if len(body.records) > settings.MAX_BATCH_RECORDS:
-        raise Unprocessable(
-            f"records: at most {settings.MAX_BATCH_RECORDS} per batch, got {len(body.records)}"
-        )
+        raise too_long(["body", "records"], settings.MAX_BATCH_RECORDS, len(body.records))
 
     def produce() -> SaleBatchResult:
         stored = sales.record_sales(session, caller, [_new(r) for r in body.records])
@@ -148,21 +149,21 @@ def import_csv(
 def list_sales(
     caller: CallerDep,
     session: ReadSession,
-    settings: SettingsDep,
+    limit: PageLimit,
     store_id: Annotated[RowId | None, Query()] = None,
     sold_since: Annotated[Timestamp | None, Query()] = None,
     sold_until: Annotated[Timestamp | None, Query()] = None,
-    limit: Annotated[int, Query(ge=1, le=1_000)] = 100,
-    cursor: Annotated[str | None, Query(pattern=r"^\d{1,16}$")] = None,
+    cursor: Cursor | None = None,
 ) -> SalePage:
     """Sales in the order they were recorded, a page at a time. Store keys see their own."""
+    check_period(("query",), sold_since, sold_until)
     page, last = sales.list_sales(
         session,
         caller,
         store_id=store_id,
         sold_since=sold_since,
         sold_until=sold_until,
-        limit=min(limit, settings.MAX_PAGE_SIZE),
+        limit=limit,
         after_id=int(cursor) if cursor is not None else None,
     )
     return SalePage(items=[public(s) for s in page], next_cursor=str(last) if last else None)

@@ -2,14 +2,15 @@ from datetime import timedelta
 
 from fastapi import APIRouter
 
-from app.deps import AdminDep, DatabaseDep, MetricsDep, ModelCacheDep, SettingsDep
+from app.deps import AdminDep, DatabaseDep, LiveDep, MetricsDep, ModelCacheDep, SettingsDep
 from app.errors import AppError
+from app.routes import JsonRoute
 from app.routes.registry import present
 from app.schemas import ModelVersionPublic, TrainRequest
 from app.services import registry, training
 from app.services.lease import TrainingBusy
 
-router = APIRouter(prefix="/api/v1", tags=["models"])
+router = APIRouter(prefix="/api/v1", tags=["models"], route_class=JsonRoute)
 
 
 @router.post("/train", status_code=201, response_model=ModelVersionPublic)
@@ -19,6 +20,7 @@ def train(
     settings: SettingsDep,
     metrics: MetricsDep,
     cache: ModelCacheDep,
+    live: LiveDep,
     body: TrainRequest | None = None,
 ) -> ModelVersionPublic:
     """Fit a new version from the stored sales; it becomes active when it converged."""
@@ -33,5 +35,6 @@ def train(
         raise
     metrics.training_runs.labels(row.status).inc()
     cache.invalidate()
+    live.invalidate()
     with db.session() as session:
-        return present(session, row, registry.active_version(session))
+        return present([row], registry.active_version(session), live)[0]

@@ -1,16 +1,16 @@
 """Aggregates over sales computed in the database: the rows never come into Python whole."""
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import ColumnElement, Double, cast, func, select
+from sqlalchemy import ColumnElement, Double, case, cast, func, literal_column, select
 from sqlalchemy.orm import Session
 
-from app.db import Database
-from app.orm import ModelVersion, Sale
+from app.errors import InvalidInput
+from app.orm import Sale
 from models import SufficientStats
 
 STREAM_CHUNK_ROWS = 50_000
@@ -18,10 +18,11 @@ STREAM_CHUNK_ROWS = 50_000
 
 @dataclass(frozen=True)
 class SalesFilter:
+    """Which sales a listing, an export or a training takes."""
+
     store_ids: tuple[int, ...] | None = None
     sold_since: datetime | None = None
     sold_until: datetime | None = None
-    through_id: int | None = None
 
     def conditions(self) -> list[ColumnElement[bool]]:
         conds: list[ColumnElement[bool]] = []
@@ -31,12 +32,7 @@ class SalesFilter:
             conds.append(Sale.sold_at >= self.sold_since)
         if self.sold_until is not None:
             conds.append(Sale.sold_at < self.sold_until)
-        if self.through_id is not None:
-            conds.append(Sale.id <= self.through_id)
         return conds
-
-    def through(self, sale_id: int | None) -> "SalesFilter":
-        return replace(self, through_id=sale_id)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -46,46 +42,93 @@ class SalesFilter:
         }
 
 
+def check_period(prefix: tuple[str, ...], since: datetime | None, until: datetime | None) -> None:
+    """sold_until must come after sold_since; the 422 names sold_until."""
+    if since is not None and until is not None and since >= until:
+        raise InvalidInput.at([*prefix, "sold_until"], "must be later than sold_since")
+
+
 def _dollars(column: ColumnElement[int]) -> ColumnElement[float]:
     return cast(column, Double) / 100.0
 
 
-def sufficient_statistics(
-    session: Session, where: SalesFilter
-) -> tuple[SufficientStats, int | None]:
-    """The six sums over the matching sales, shifted by the first matching sale so that
-    clustered carats keep their precision, and the highest sale id they include."""
-    conds = where.conditions()
-    first = select(Sale).where(*conds).order_by(Sale.id).limit(1).subquery()
-    x0 = select(first.c.carats).scalar_subquery()
-    y0 = select(first.c.price_cents).scalar_subquery()
-    dx = Sale.carats - x0
-    dy = _dollars(Sale.price_cents - y0)
-    row = session.execute(
-        select(
-            func.count(),
-            func.sum(dx),
-            func.sum(dy),
-            func.sum(dx * dx),
-            func.sum(dx * dy),
-            func.sum(dy * dy),
-            func.max(Sale.id),
-            func.min(x0),
-            func.min(y0),
-        ).where(*conds)
-    ).one()
-    n, sx, sy, sxx, sxy, syy, max_id, shift_x, shift_y_cents = row
-    stats = SufficientStats.from_sums(
+def _shifted_sums(shift_x: Any, shift_cents: Any) -> list[ColumnElement[Any]]:
+    """count, and the sums of dx, dy, dx^2, dx dy, dy^2 around a reference sale."""
+    dx = Sale.carats - shift_x
+    dy = _dollars(Sale.price_cents - shift_cents)
+    return [
+        func.count(),
+        func.sum(dx),
+        func.sum(dy),
+        func.sum(dx * dx),
+        func.sum(dx * dy),
+        func.sum(dy * dy),
+    ]
+
+
+def _stats(row: Sequence[Any], shift_x: float, shift_cents: int) -> SufficientStats:
+    n, sx, sy, sxx, sxy, syy = row
+    return SufficientStats.from_sums(
         n=int(n),
-        shift_x=float(shift_x or 0.0),
-        shift_y=(shift_y_cents or 0) / 100.0,
+        shift_x=float(shift_x),
+        shift_y=shift_cents / 100.0,
         sum_x=float(sx or 0.0),
         sum_y=float(sy or 0.0),
         sum_xx=float(sxx or 0.0),
         sum_xy=float(sxy or 0.0),
         sum_yy=float(syy or 0.0),
     )
-    return stats, max_id
+
+
+def newest_sale_id(session: Session) -> int:
+    """The highest sale id (0 when there are none)."""
+    return session.scalar(select(func.coalesce(func.max(Sale.id), 0))) or 0
+
+
+def sufficient_statistics(session: Session, where: SalesFilter) -> SufficientStats:
+    """The six sums over the matching sales, shifted by the first matching sale so that
+    clustered carats keep their precision."""
+    conds = where.conditions()
+    first = select(Sale).where(*conds).order_by(Sale.id).limit(1).subquery()
+    x0 = select(first.c.carats).scalar_subquery()
+    y0 = select(first.c.price_cents).scalar_subquery()
+    row = session.execute(
+        select(*_shifted_sums(x0, y0), func.min(x0), func.min(y0)).where(*conds)
+    ).one()
+    return _stats(row[:6], row[6] or 0.0, row[7] or 0)
+
+
+def first_sale_after(session: Session, sale_id: int) -> tuple[float, int] | None:
+    """(carats, price in cents) of the first sale recorded after ``sale_id``."""
+    row = session.execute(
+        select(Sale.carats, Sale.price_cents).where(Sale.id > sale_id).order_by(Sale.id).limit(1)
+    ).first()
+    return (float(row[0]), int(row[1])) if row else None
+
+
+def sums_by_segment(
+    session: Session,
+    starts: Sequence[int],
+    after: int,
+    through: int,
+    shift: tuple[float, int],
+) -> dict[int, SufficientStats]:
+    """Statistics of the sales with ids in (after, through], grouped by the segment of ids
+    they fall in: segment ``s`` holds the ids above ``s`` and up to the next start."""
+    if through <= after or not starts:
+        return {}
+    ordered = sorted(starts, reverse=True)
+    ids = (Sale.id > max(after, ordered[-1]), Sale.id <= through)
+    if len(ordered) == 1:
+        row = session.execute(select(*_shifted_sums(*shift)).where(*ids)).one()
+        return {ordered[0]: _stats(row, *shift)}
+    segment = case(*[(Sale.id > start, start) for start in ordered[:-1]], else_=ordered[-1]).label(
+        "segment"
+    )
+    # Grouped by the output name: the CASE written twice would bind its numbers twice, and
+    # PostgreSQL would not see the two as the same expression.
+    query = select(segment, *_shifted_sums(*shift)).where(*ids).group_by(literal_column("segment"))
+    return {int(row[0]): _stats(row[1:], *shift) for row in session.execute(query)}
 
 
 def _absolute_error(silver: Any, gold: Any) -> ColumnElement[float]:
@@ -95,48 +138,23 @@ def _absolute_error(silver: Any, gold: Any) -> ColumnElement[float]:
 
 def mean_absolute_error(
     session: Session, where: SalesFilter, silver: float, gold: float
-) -> tuple[int, float | None]:
-    """Count and MAE of a price line over the matching sales, computed in the database."""
-    n, mae = session.execute(
-        select(func.count(), func.avg(_absolute_error(silver, gold))).where(*where.conditions())
-    ).one()
-    return int(n), (float(mae) if mae is not None else None)
+) -> float | None:
+    """MAE of a price line over the matching sales, computed in the database."""
+    mae = session.scalar(select(func.avg(_absolute_error(silver, gold))).where(*where.conditions()))
+    return float(mae) if mae is not None else None
 
 
-def live_errors(
-    session: Session, versions: Sequence[ModelVersion]
-) -> dict[int, tuple[int, float | None]]:
-    """For each version, count and MAE of its quotes on the sales recorded after it was
-    trained, all in one grouped query."""
-    if not versions:
-        return {}
-    mv = ModelVersion
-    later = Sale.id > func.coalesce(mv.trained_through_sale_id, 0)
-    rows = session.execute(
-        select(
-            mv.version,
-            func.count(Sale.id),
-            func.avg(_absolute_error(mv.silver_price, mv.gold_price_per_carat)),
-        )
-        .select_from(mv)
-        .outerjoin(Sale, later)
-        .where(mv.version.in_([v.version for v in versions]))
-        .group_by(mv.version)
-    )
-    return {version: (int(n), float(mae) if mae is not None else None) for version, n, mae in rows}
-
-
-def sale_chunks(db: Database, where: SalesFilter) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """The matching sales in id order, a bounded chunk at a time (keyset pagination)."""
+def sale_chunks(session: Session, where: SalesFilter) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """The matching sales in id order, a bounded chunk at a time (keyset pagination), read
+    in the caller's session so that a snapshot session gives every pass the same rows."""
     after = 0
     while True:
-        with db.session() as session:
-            rows = session.execute(
-                select(Sale.id, Sale.carats, Sale.price_cents)
-                .where(*where.conditions(), Sale.id > after)
-                .order_by(Sale.id)
-                .limit(STREAM_CHUNK_ROWS)
-            ).all()
+        rows = session.execute(
+            select(Sale.id, Sale.carats, Sale.price_cents)
+            .where(*where.conditions(), Sale.id > after)
+            .order_by(Sale.id)
+            .limit(STREAM_CHUNK_ROWS)
+        ).all()
         if not rows:
             return
         block = np.asarray(rows, dtype=float)

@@ -7,7 +7,7 @@ from decimal import Decimal
 import numpy as np
 import pandas as pd
 
-from app.errors import Unprocessable
+from app.errors import InvalidInput, error_item
 from app.schemas import MAX_CARATS, MAX_ID, MAX_PRICE
 from app.services.sales import NewSale
 
@@ -18,28 +18,32 @@ _ID = r"^\d{1,16}$"
 
 
 def parse_sales_csv(content: bytes) -> list[NewSale]:
-    """All rows as sales, or Unprocessable listing every bad row by line number and reason."""
+    """All rows as sales, or InvalidInput listing every bad row by line number and reason."""
     try:
         text = content.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise Unprocessable(f"file: not UTF-8 text (byte {exc.start})") from None
+        raise InvalidInput.at(["file"], f"not UTF-8 text (byte {exc.start})") from None
     if "\x00" in text:
-        raise Unprocessable("file: contains NUL bytes; not a CSV text file")
+        raise InvalidInput.at(["file"], "contains NUL bytes; not a CSV text file")
     try:
         frame = pd.read_csv(
             io.StringIO(text), dtype=str, keep_default_na=False, skipinitialspace=True
         )
     except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:
-        raise Unprocessable(f"file: not a readable CSV ({str(exc).splitlines()[0]})") from None
+        raise InvalidInput.at(
+            ["file"], f"not a readable CSV ({str(exc).splitlines()[0]})"
+        ) from None
     frame.columns = [str(c).strip().lower() for c in frame.columns]
     unknown = sorted(set(frame.columns) - set(COLUMNS))
     missing = [c for c in REQUIRED if c not in frame.columns]
     if unknown or missing:
         parts = [f"missing column {c!r}" for c in missing]
         parts += [f"unknown column {c!r}" for c in unknown]
-        raise Unprocessable(f"file: {'; '.join(parts)}; expected columns {', '.join(COLUMNS)}")
+        raise InvalidInput.at(
+            ["file"], f"{'; '.join(parts)}; expected columns {', '.join(COLUMNS)}"
+        )
     if frame.empty:
-        raise Unprocessable("file: no sales rows after the header")
+        raise InvalidInput.at(["file"], "no sales rows after the header")
     return _rows(frame)
 
 
@@ -97,8 +101,8 @@ def _rows(frame: pd.DataFrame) -> list[NewSale]:
 
     if errors:
         # Line numbers as an editor shows them: the header is line 1.
-        raise Unprocessable(
-            [{"loc": ["line", i + 2, field], "msg": why} for i, field, why in sorted(errors)]
+        raise InvalidInput(
+            [error_item(["file", i + 2, field], why) for i, field, why in sorted(errors)]
         )
     return [
         NewSale(carats=float(c), price=p, store_id=s, sold_at=t)

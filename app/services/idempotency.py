@@ -14,7 +14,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.errors import Conflict, Unprocessable
+from app.errors import Conflict, InvalidInput
 from app.orm import IdempotencyKey, utcnow
 
 
@@ -64,8 +64,10 @@ def claim(
 
 def _replay(existing: IdempotencyKey, request_hash: str) -> Replay:
     if existing.request_hash != request_hash:
-        raise Unprocessable(
-            "Idempotency-Key: this key was already used with a different request body"
+        raise InvalidInput.at(
+            ["header", "Idempotency-Key"],
+            "this key was already used with a different request body",
+            "idempotency_key_reused",
         )
     if existing.status_code == 0:
         raise Conflict("a request with this Idempotency-Key is in flight; retry")

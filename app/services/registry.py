@@ -1,6 +1,6 @@
-"""The model registry: versions, the active pointer, and how each version does live."""
+"""The model registry: versions and the one pointer to the version that serves."""
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from app.errors import Conflict, NotFound
@@ -12,12 +12,19 @@ class NoActiveModel(Conflict):
         super().__init__("no model is active yet: POST /api/v1/train to train one")
 
 
-def active_version(session: Session) -> int | None:
-    return session.scalar(select(ActiveModel.version).where(ActiveModel.id == 1))
+def active_version(session: Session, *, lock: bool = False) -> int | None:
+    """The serving version; ``lock`` holds the pointer until the transaction ends, so that an
+    activation and a deletion never interleave."""
+    query = select(ActiveModel.version).where(ActiveModel.id == 1)
+    return session.scalar(query.with_for_update() if lock else query)
 
 
-def list_versions(session: Session) -> list[ModelVersion]:
-    return list(session.scalars(select(ModelVersion).order_by(ModelVersion.version.desc())))
+def list_versions(session: Session, *, limit: int, before: int | None) -> list[ModelVersion]:
+    """Up to ``limit`` versions, newest first, older than ``before`` when given."""
+    query = select(ModelVersion).order_by(ModelVersion.version.desc()).limit(limit)
+    if before is not None:
+        query = query.where(ModelVersion.version < before)
+    return list(session.scalars(query))
 
 
 def get_version(session: Session, version: int) -> ModelVersion:
@@ -36,6 +43,7 @@ def get_active(session: Session) -> ModelVersion:
 
 def activate(session: Session, version: int) -> ModelVersion:
     """Point the service at a version: one UPDATE, so readers see the old or the new one."""
+    active_version(session, lock=True)
     row = get_version(session, version)
     if row.status == "not_converged":
         raise Conflict(f"model version {version} did not converge and cannot be activated")
@@ -45,3 +53,13 @@ def activate(session: Session, version: int) -> ModelVersion:
         .values(version=version, activated_at=utcnow())
     )
     return row
+
+
+def delete_version(session: Session, version: int) -> None:
+    """Drop a version that does not serve; the active one must be replaced first."""
+    if active_version(session, lock=True) == version:
+        raise Conflict(
+            f"model version {version} is active: activate another version before deleting it"
+        )
+    get_version(session, version)
+    session.execute(delete(ModelVersion).where(ModelVersion.version == version))

@@ -9,9 +9,10 @@ from typing import Any
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
-from app.errors import Forbidden, NotFound, Unprocessable
-from app.orm import Sale, Store, utcnow
+from app.errors import Forbidden, InvalidInput, NotFound, error_item
+from app.orm import DeletedSale, Sale, Store, utcnow
 from app.security import Caller
+from app.services.aggregates import SalesFilter
 
 
 @dataclass(frozen=True)
@@ -30,8 +31,13 @@ def from_cents(cents: int) -> Decimal:
     return Decimal(cents).scaleb(-2)
 
 
+# Where a record sits in the request, for error locations: a prefix, and the number of the
+# first record (None for a lone record): ("body", "records"), 0 or ("file",), 2 (its line).
+Place = tuple[tuple[str, ...], int | None]
+
+
 def _store_ids(
-    session: Session, caller: Caller, records: Sequence[NewSale], where: str, first: int
+    session: Session, caller: Caller, records: Sequence[NewSale], place: Place
 ) -> list[int]:
     """The store of each record, checked against the caller; every problem is reported."""
     wanted = {r.store_id for r in records if r.store_id is not None}
@@ -39,29 +45,30 @@ def _store_ids(
     errors: list[dict[str, Any]] = []
     ids: list[int] = []
     for index, record in enumerate(records):
-        loc = [where, index + first, "store_id"] if where else ["store_id"]
+        prefix, first = place
+        loc = [*prefix, "store_id"] if first is None else [*prefix, index + first, "store_id"]
         store_id = record.store_id
         if store_id is None:
             if caller.is_admin:
-                errors.append({"loc": loc, "msg": "required when using the admin key"})
+                errors.append(error_item(loc, "required when using the admin key", "missing"))
                 continue
             store_id = caller.store_id
         elif not caller.is_admin and store_id != caller.store_id:
             raise Forbidden(f"this key belongs to store {caller.store_id}, not store {store_id}")
         elif store_id not in known:
-            errors.append({"loc": loc, "msg": f"no store with id {store_id}"})
+            errors.append(error_item(loc, f"no store with id {store_id}"))
             continue
         assert store_id is not None
         ids.append(store_id)
     if errors:
-        raise Unprocessable(errors)
+        raise InvalidInput(errors)
     return ids
 
 
 def _rows(
-    session: Session, caller: Caller, records: Sequence[NewSale], where: str, first: int
+    session: Session, caller: Caller, records: Sequence[NewSale], place: Place
 ) -> list[dict[str, Any]]:
-    store_ids = _store_ids(session, caller, records, where, first)
+    store_ids = _store_ids(session, caller, records, place)
     now = utcnow()
     return [
         {
@@ -76,10 +83,14 @@ def _rows(
 
 
 def record_sales(
-    session: Session, caller: Caller, records: Sequence[NewSale], *, where: str = "records"
+    session: Session,
+    caller: Caller,
+    records: Sequence[NewSale],
+    *,
+    place: Place = (("body", "records"), 0),
 ) -> list[Sale]:
     """Insert all records or none, in one multi-row INSERT ... RETURNING."""
-    rows = _rows(session, caller, records, where, 0)
+    rows = _rows(session, caller, records, place)
     return list(session.scalars(insert(Sale).returning(Sale, sort_by_parameter_order=True), rows))
 
 
@@ -87,7 +98,7 @@ def import_sales(
     session: Session, caller: Caller, records: Sequence[NewSale], *, chunk: int = 20_000
 ) -> int:
     """Insert all records of a file or none; errors name the file's line (header is line 1)."""
-    rows = _rows(session, caller, records, "line", 2)
+    rows = _rows(session, caller, records, (("file",), 2))
     for start in range(0, len(rows), chunk):
         session.execute(insert(Sale), rows[start : start + chunk])
     return len(rows)
@@ -107,7 +118,11 @@ def get_sale(session: Session, caller: Caller, sale_id: int) -> Sale:
 
 
 def delete_sale(session: Session, caller: Caller, sale_id: int) -> None:
-    session.delete(_visible_sale(session, caller, sale_id))
+    """Delete a sale, leaving a record of it so that every process can take it out of the
+    live accuracy it keeps."""
+    sale = _visible_sale(session, caller, sale_id)
+    session.add(DeletedSale(sale_id=sale.id, carats=sale.carats, price_cents=sale.price_cents))
+    session.delete(sale)
     session.flush()
 
 
@@ -127,13 +142,12 @@ def list_sales(
         if store_id is not None and store_id != caller.store_id:
             raise Forbidden(f"this key belongs to store {caller.store_id}, not store {store_id}")
         store_id = caller.store_id
-    query = select(Sale).order_by(Sale.id).limit(limit + 1)
-    if store_id is not None:
-        query = query.where(Sale.store_id == store_id)
-    if sold_since is not None:
-        query = query.where(Sale.sold_at >= sold_since)
-    if sold_until is not None:
-        query = query.where(Sale.sold_at < sold_until)
+    where = SalesFilter(
+        store_ids=(store_id,) if store_id is not None else None,
+        sold_since=sold_since,
+        sold_until=sold_until,
+    )
+    query = select(Sale).where(*where.conditions()).order_by(Sale.id).limit(limit + 1)
     if after_id is not None:
         query = query.where(Sale.id > after_id)
     sales = list(session.scalars(query))

@@ -1,25 +1,33 @@
 """Fitting a new model version from the stored sales.
 
-The sufficient statistics come from one aggregate query; the fit runs with no transaction open
-and no lock held; the new version and its activation are written in one short transaction.
+The statistics, every row pass of a mini-batch fit and the mean absolute error are read in one
+snapshot, so a sale recorded or deleted meanwhile changes none of them; no write lock is held
+while the fit computes. The new version and its activation are written in one short
+transaction, and only when every number it holds can be shown.
 """
 
+import math
 import time
 from datetime import timedelta
+from typing import Any
+
+import numpy as np
 
 from app.db import Database
-from app.errors import Unprocessable
+from app.errors import InvalidInput
 from app.orm import ModelVersion
-from app.schemas import Method, TrainRequest
+from app.schemas import MAX_CARATS, MAX_QUOTE, MIN_CARATS, Method, TrainRequest
 from app.services import registry
 from app.services.aggregates import (
     SalesFilter,
+    check_period,
     mean_absolute_error,
+    newest_sale_id,
     sale_chunks,
     sufficient_statistics,
 )
 from app.services.lease import training_lease
-from models import ModelError, RingPriceRegressor
+from models import DivergenceError, InvalidParameterError, ModelError, RingPriceRegressor
 
 
 def _regressor(request: TrainRequest) -> RingPriceRegressor:
@@ -35,14 +43,57 @@ def _regressor(request: TrainRequest) -> RingPriceRegressor:
     )
 
 
+def _refused(exc: ModelError) -> InvalidInput:
+    """The learning core's refusal as a 422 naming the field to change."""
+    if isinstance(exc, DivergenceError):
+        return InvalidInput.at(["body", "learning_rate"], str(exc), "diverges")
+    if isinstance(exc, InvalidParameterError) and exc.parameter:
+        return InvalidInput.at(["body", exc.parameter], str(exc))
+    return InvalidInput.at(["body"], f"the sales cannot be fitted: {exc}", "training_data")
+
+
+def _unshowable(regressor: RingPriceRegressor) -> str | None:
+    """Why the fit cannot be stored and shown (None when it can): every estimate must be a
+    finite number, and every quote over the carat range an amount of at most MAX_QUOTE."""
+    numbers = [
+        regressor.silver_price_,
+        regressor.gold_price_per_carat_,
+        regressor.gradient_norm_,
+        *regressor.optimum_,
+        *regressor.cost_history_.cost,
+        *(v for v in _flat(regressor.report_.to_dict()) if v is not None),
+    ]
+    if not all(math.isfinite(v) for v in numbers):
+        return "it holds numbers that are not finite"
+    ends = np.array([MIN_CARATS, MAX_CARATS])
+    quotes = [regressor.predict(ends)]
+    bounds = regressor.prediction_interval(ends)
+    if bounds is not None:
+        quotes.extend(bounds)
+    largest = float(np.max(np.abs(np.concatenate(quotes))))
+    if not largest <= MAX_QUOTE:
+        return (
+            f"it would quote ${largest:.3g} for a ring of {MIN_CARATS:g} to {MAX_CARATS:g} "
+            f"carats, more than the ${MAX_QUOTE:.0e} an amount may be"
+        )
+    return None
+
+
+def _flat(value: Any) -> list[float | None]:
+    if isinstance(value, dict):
+        return [v for item in value.values() for v in _flat(item)]
+    if isinstance(value, list | tuple):
+        return [v for item in value for v in _flat(item)]
+    return [float(value)] if isinstance(value, int | float) else []
+
+
 def train(db: Database, request: TrainRequest, lease_ttl: timedelta) -> ModelVersion:
     """Fit, store and (when it should) activate a new version, one run at a time.
 
-    Raises Unprocessable for data or settings the learning core refuses (then nothing is
-    stored) and TrainingBusy while another run holds the lease.
+    Raises InvalidInput for data or settings the learning core refuses, or a fit that cannot
+    be shown (then nothing is stored), and TrainingBusy while another run holds the lease.
     """
-    if request.sold_since and request.sold_until and request.sold_since >= request.sold_until:
-        raise Unprocessable("sold_until: must be later than sold_since")
+    check_period(("body",), request.sold_since, request.sold_until)
     with training_lease(db, lease_ttl):
         return _train(db, request)
 
@@ -54,22 +105,29 @@ def _train(db: Database, request: TrainRequest) -> ModelVersion:
         sold_until=request.sold_until,
     )
     started = time.perf_counter()
-    with db.session() as session:
-        stats, through_id = sufficient_statistics(session, where)
-    where = where.through(through_id)
     regressor = _regressor(request)
-    try:
-        if request.method is Method.batch:
-            regressor.fit_stats(stats)
-        else:
-            regressor.fit_chunks(stats, lambda: sale_chunks(db, where))
-    except ModelError as exc:
-        raise Unprocessable(str(exc)) from None
-    with db.session() as session:
-        _, mae = mean_absolute_error(
+    with db.session(snapshot=True) as session:
+        watermark = newest_sale_id(session)
+        stats = sufficient_statistics(session, where)
+        try:
+            if request.method is Method.batch:
+                regressor.fit_stats(stats)
+            else:
+                regressor.fit_chunks(stats, lambda: sale_chunks(session, where))
+        except ModelError as exc:
+            raise _refused(exc) from None
+        mae = mean_absolute_error(
             session, where, regressor.silver_price_, regressor.gold_price_per_carat_
         )
     seconds = time.perf_counter() - started
+    problem = _unshowable(regressor)
+    if problem is not None:
+        raise InvalidInput.at(
+            ["body"],
+            f"the fit cannot be stored: {problem}; check the sales for carats or prices "
+            "far from the rest",
+            "unrepresentable_fit",
+        )
 
     # A fixed budget (tolerance 0, or epochs of mini-batch/SGD) is complete when it has run.
     fixed_budget = request.method is not Method.batch or request.tolerance == 0
@@ -102,7 +160,7 @@ def _train(db: Database, request: TrainRequest) -> ModelVersion:
             "cost": regressor.cost_history_.cost,
         },
         estimator=regressor.to_dict(),
-        trained_through_sale_id=through_id,
+        trained_through_sale_id=watermark,
     )
     with db.session(write=True) as session:
         session.add(version)

@@ -33,7 +33,7 @@ def test_registry_lists_gets_and_rolls_back(client: TestClient) -> None:
     assert [m["active"] for m in items] == [True, False]
 
     got = client.get(f"/api/v1/models/{first['version']}").json()
-    assert got["silver_price"] == "70.00"
+    assert got["silver_price"] == pytest.approx(70.0)
     assert got["active"] is False
 
     rolled = client.post(f"/api/v1/models/{first['version']}/activate", headers=ADMIN)
@@ -45,7 +45,7 @@ def test_registry_lists_gets_and_rolls_back(client: TestClient) -> None:
         client.get("/api/v1/predict", params={"carats": 2}).json()["model_version"]
         == first["version"]
     )
-    assert client.get("/api/v1/prices").json()["silver_price"] == "70.00"
+    assert client.get("/api/v1/prices").json()["silver_price"] == pytest.approx(70.0)
 
 
 def test_registry_errors(client: TestClient) -> None:
@@ -113,7 +113,15 @@ def test_many_predictions_are_bounded(settings: Settings) -> None:
         assert client.post("/api/v1/predict", json={"carats": [1] * 5}).status_code == 200
         too_many = client.post("/api/v1/predict", json={"carats": [1] * 6})
         assert too_many.status_code == 422
-        assert "at most 5" in too_many.json()["detail"]
+        assert too_many.json()["detail"] == [
+            {
+                "loc": ["body", "carats"],
+                "msg": "List should have at most 5 items after validation, not 6",
+                "type": "too_long",
+            }
+        ]
+        schema = client.get("/openapi.json").json()["components"]["schemas"]
+        assert schema["PredictRequest"]["properties"]["carats"]["maxItems"] == 5
         assert client.post("/api/v1/predict", json={"carats": []}).status_code == 422
         assert client.post("/api/v1/predict", json={"carats": [1, -2]}).status_code == 422
 

@@ -52,7 +52,9 @@ def test_admin_must_name_the_store_and_the_store_must_exist(client: TestClient) 
     store_id, _ = new_store(client)
     missing = client.post("/api/v1/sales", json={"carats": 1, "price": 10}, headers=ADMIN)
     assert missing.status_code == 422
-    assert missing.json()["detail"][0]["loc"] == ["store_id"]
+    assert missing.json()["detail"] == [
+        {"loc": ["body", "store_id"], "msg": "required when using the admin key", "type": "missing"}
+    ]
     unknown = client.post(
         "/api/v1/sales", json={"store_id": 999, "carats": 1, "price": 10}, headers=ADMIN
     )
@@ -151,7 +153,11 @@ def test_a_batch_with_an_unknown_store_stores_nothing(client: TestClient) -> Non
     response = client.post("/api/v1/sales/batch", json={"records": records}, headers=ADMIN)
     assert response.status_code == 422
     assert response.json()["detail"] == [
-        {"loc": ["records", 1, "store_id"], "msg": "no store with id 77"}
+        {
+            "loc": ["body", "records", 1, "store_id"],
+            "msg": "no store with id 77",
+            "type": "value_error",
+        }
     ]
     assert count(client) == 0
 
@@ -161,7 +167,15 @@ def test_batch_size_is_limited(settings, client: TestClient) -> None:  # type: i
     records = [{"carats": 1, "price": 1}] * (settings.MAX_BATCH_RECORDS + 1)
     response = client.post("/api/v1/sales/batch", json={"records": records}, headers=key)
     assert response.status_code == 422
-    assert "at most 10000" in response.json()["detail"]
+    assert response.json()["detail"] == [
+        {
+            "loc": ["body", "records"],
+            "msg": "List should have at most 10000 items after validation, not 10001",
+            "type": "too_long",
+        }
+    ]
+    schema = client.get("/openapi.json").json()["components"]["schemas"]
+    assert schema["SaleBatch"]["properties"]["records"]["maxItems"] == 10_000
     empty = client.post("/api/v1/sales/batch", json={"records": []}, headers=key)
     assert empty.status_code == 422
     assert count(client) == 0
@@ -208,8 +222,12 @@ def test_csv_import_with_admin_key_needs_known_store_ids(client: TestClient) -> 
     response = upload(client, ADMIN, text.encode())
     assert response.status_code == 422
     assert response.json()["detail"] == [
-        {"loc": ["line", 3, "store_id"], "msg": "no store with id 999"},
-        {"loc": ["line", 4, "store_id"], "msg": "required when using the admin key"},
+        {"loc": ["file", 3, "store_id"], "msg": "no store with id 999", "type": "value_error"},
+        {
+            "loc": ["file", 4, "store_id"],
+            "msg": "required when using the admin key",
+            "type": "missing",
+        },
     ]
     assert count(client) == 0
 
@@ -307,7 +325,12 @@ def test_idempotency_key_replays_and_refuses_a_different_body(client: TestClient
     assert again.headers["Idempotent-Replayed"] == "true"
     changed = client.post("/api/v1/sales", json={"carats": 2, "price": 10}, headers=headers)
     assert changed.status_code == 422
-    assert "Idempotency-Key" in changed.json()["detail"]
+    assert changed.json()["detail"][0]["loc"] == ["header", "Idempotency-Key"]
+    # The same sale written another way is the same request: 10, 10.0 and "10.00".
+    for same in (10.0, "10.00", "10"):
+        replay = client.post("/api/v1/sales", json={"carats": 1, "price": same}, headers=headers)
+        assert replay.status_code == 201, replay.text
+        assert replay.headers["Idempotent-Replayed"] == "true"
     assert count(client) == 1
 
 

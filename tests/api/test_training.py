@@ -1,5 +1,6 @@
 """Training through the API: what is stored, what is activated, and what is refused."""
 
+import re
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -41,8 +42,8 @@ def test_default_training_lands_on_least_squares_and_activates(client: TestClien
     assert version["status"] == "converged"
     assert version["active"] is True
     assert version["n_samples"] == 100
-    assert version["silver_price"] == f"{silver:.2f}"
-    assert version["gold_price_per_carat"] == f"{gold:.2f}"
+    assert version["silver_price"] == pytest.approx(silver, rel=1e-6)
+    assert version["gold_price_per_carat"] == pytest.approx(gold, rel=1e-6)
     metrics = version["metrics"]
     assert metrics["optimum_gap"] <= 1e-6
     assert metrics["mae"] > 0
@@ -78,9 +79,19 @@ def test_a_diverging_learning_rate_is_refused_and_nothing_changes(client: TestCl
         "/api/v1/train", json={**ARTICLE_PLAIN, "learning_rate": 0.5}, headers=ADMIN
     )
     assert response.status_code == 422
-    assert "largest stable learning rate" in response.json()["detail"]
+    [error] = response.json()["detail"]
+    assert (error["loc"], error["type"]) == (["body", "learning_rate"], "diverges")
+    # The rate the message suggests is one that works.
+    suggested = float(re.search(r"use ([0-9.e-]+) or 'auto'", error["msg"]).group(1))
+    assert suggested < 0.5
     assert client.get("/api/v1/models/active").json()["version"] == first["version"]
     assert len(client.get("/api/v1/models").json()["items"]) == 1
+    works = client.post(
+        "/api/v1/train",
+        json={**ARTICLE_PLAIN, "learning_rate": suggested, "activate": False},
+        headers=ADMIN,
+    )
+    assert works.status_code == 201, works.text
 
 
 @pytest.mark.parametrize(
@@ -95,7 +106,9 @@ def test_degenerate_data_is_refused(
         add_sales(client, key, rows)
     response = client.post("/api/v1/train", headers=ADMIN)
     assert response.status_code == 422
-    assert message in response.json()["detail"].lower()
+    [error] = response.json()["detail"]
+    assert (error["loc"], error["type"]) == (["body"], "training_data")
+    assert message in error["msg"].lower()
     assert client.get("/api/v1/models").json()["items"] == []
 
 
@@ -119,7 +132,8 @@ def test_filters_choose_the_sales_a_model_learns_from(client: TestClient) -> Non
     add_sales(client, dear, [(1, "500"), (2, "900"), (3, "1300")])
     response = client.post("/api/v1/train", json={"store_ids": [cheap_id]}, headers=ADMIN)
     version = response.json()
-    assert (version["silver_price"], version["gold_price_per_carat"]) == ("70.00", "40.00")
+    assert version["silver_price"] == pytest.approx(70.0)
+    assert version["gold_price_per_carat"] == pytest.approx(40.0)
     assert version["filters"]["store_ids"] == [cheap_id]
     assert version["n_samples"] == 3
 
@@ -186,8 +200,10 @@ def test_each_version_reports_its_error_on_later_sales(client: TestClient) -> No
     _, key = new_store(client)
     add_sales(client, key, [(1, "130"), (2, "180"), (3, "230")])
     version = client.post("/api/v1/train", headers=ADMIN).json()
-    assert version["live"] == {"n_sales": 0, "mae": None}
+    assert version["live"] == {"n_sales": 0, "rmse": None, "bias": None}
     add_sales(client, key, [(4, "290"), (5, "320")])
+    # The registry refreshes at most once per JEWELRY_MODEL_REFRESH_SECONDS; as after one:
+    client.app.state.live.invalidate()  # type: ignore[attr-defined]
     live = client.get(f"/api/v1/models/{version['version']}").json()["live"]
-    assert live["n_sales"] == 2
-    assert live["mae"] == pytest.approx((10 + 10) / 2)
+    # The line is 80 + 50 x: it quotes 280 and 330, ten off each way.
+    assert live == {"n_sales": 2, "rmse": pytest.approx(10.0), "bias": pytest.approx(0.0)}

@@ -1,5 +1,6 @@
 """The service as a user runs it: `jewelry-forecast serve` in its own process, over real HTTP."""
 
+import json
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -30,7 +31,8 @@ def test_a_store_sells_the_operator_trains_and_rolls_back(server: Server) -> Non
         first = [{"carats": c, "price": p} for c, p in ((1, 150), (2, 250), (3, 250))]
         assert http.post("/api/v1/sales/batch", json={"records": first}, headers=key).is_success
         v1 = http.post("/api/v1/train", json={}, headers=ADMIN).json()
-        assert (v1["silver_price"], v1["gold_price_per_carat"]) == ("116.67", "50.00")
+        assert v1["silver_price"] == pytest.approx(350 / 3, rel=1e-9)
+        assert v1["gold_price_per_carat"] == pytest.approx(50, rel=1e-9)
 
         csv = b"carats,price\n4,400\n5,450.50\n"
         imported = http.post(
@@ -74,8 +76,9 @@ def test_the_command_line_client_imports_and_trains(server: Server, tmp_path: Pa
     assert "sales.csv" in imported.stderr  # the progress bar
     trained = subprocess.run([CLI, "train", *common], capture_output=True, text=True, timeout=60)
     assert trained.returncode == 0, trained.stderr
-    assert '"silver_price": "30.00"' in trained.stdout
-    assert '"gold_price_per_carat": "50.00"' in trained.stdout
+    version = json.loads(trained.stdout)
+    assert version["silver_price"] == pytest.approx(30.0, abs=1e-6)
+    assert version["gold_price_per_carat"] == pytest.approx(50.0, rel=1e-9)
     refused = subprocess.run(
         [CLI, "train", "--url", base, "--key", "wrong"], capture_output=True, text=True
     )

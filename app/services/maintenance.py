@@ -1,0 +1,27 @@
+"""Housekeeping that keeps tables from growing without bound, a bounded batch per run."""
+
+from datetime import timedelta
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from app.orm import DeletedSale, IdempotencyKey, utcnow
+
+# Rows each table loses per run at most: short write transactions, even after a long outage.
+PURGE_BATCH = 1000
+
+
+def purge_expired(
+    session: Session, *, idempotency_ttl: timedelta, deleted_sales_keep: timedelta
+) -> int:
+    """Delete expired Idempotency-Keys and old deletion records; returns how many went."""
+    now = utcnow()
+    purged = 0
+    for table, column, age in (
+        (IdempotencyKey, IdempotencyKey.created_at, idempotency_ttl),
+        (DeletedSale, DeletedSale.deleted_at, deleted_sales_keep),
+    ):
+        key = next(iter(table.__table__.primary_key.columns))
+        batch = select(key).where(column < now - age).limit(PURGE_BATCH).scalar_subquery()
+        purged += session.execute(delete(table).where(key.in_(batch))).rowcount
+    return purged

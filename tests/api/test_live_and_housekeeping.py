@@ -1,0 +1,210 @@
+"""Live accuracy kept incrementally, training on a snapshot, and the purge of old rows."""
+
+import random
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from app.config import Settings
+from app.main import create_app, housekeeping
+from app.orm import DeletedSale, IdempotencyKey, ModelVersion, Sale, utcnow
+from app.services import aggregates, training
+from app.services.live import LiveAccuracyTracker
+from app.services.maintenance import PURGE_BATCH
+from tests.helpers import ADMIN, add_sales, new_store
+
+
+def live_of(client: TestClient) -> dict[int, dict[str, Any]]:
+    client.app.state.live.invalidate()  # type: ignore[attr-defined]
+    items = client.get("/api/v1/models", params={"limit": 1000}).json()["items"]
+    return {m["version"]: m["live"] for m in items}
+
+
+def brute_force(client: TestClient) -> dict[int, tuple[int, float | None, float | None]]:
+    """Each version's live accuracy from every row, the slow way the tracker avoids."""
+    db = client.app.state.db  # type: ignore[attr-defined]
+    with db.session() as session:
+        sales = session.execute(select(Sale.id, Sale.carats, Sale.price_cents)).all()
+        versions = session.scalars(select(ModelVersion)).all()
+        result = {}
+        for v in versions:
+            later = [(c, p / 100) for i, c, p in sales if i > (v.trained_through_sale_id or 0)]
+            if not later:
+                result[v.version] = (0, None, None)
+                continue
+            x, y = np.array(later).T
+            residual = y - (v.silver_price + v.gold_price_per_carat * x)
+            result[v.version] = (
+                len(later),
+                float(np.sqrt(np.mean(residual**2))),
+                float(np.mean(residual)),
+            )
+    return result
+
+
+def test_live_accuracy_follows_sales_deletions_and_versions(client: TestClient) -> None:
+    rng = random.Random(5)
+    _, key = new_store(client)
+
+    def sales(n: int) -> list[tuple[float, str]]:
+        return [
+            (round(rng.uniform(0.5, 20), 3), f"{30 + 50 * rng.uniform(0.5, 20):.2f}")
+            for _ in range(n)
+        ]
+
+    add_sales(client, key, sales(20))
+    for step in range(12):
+        action = step % 4
+        if action == 0:
+            client.post("/api/v1/train", headers=ADMIN)
+        elif action == 1:
+            add_sales(client, key, sales(rng.randint(1, 15)))
+        elif action == 2:
+            ids = [s["id"] for s in client.get("/api/v1/sales", headers=key).json()["items"]]
+            for sale_id in rng.sample(ids, 3):
+                assert client.delete(f"/api/v1/sales/{sale_id}", headers=key).status_code == 204
+        else:
+            versions = sorted(live_of(client))
+            if len(versions) > 2:
+                client.delete(f"/api/v1/models/{versions[0]}", headers=ADMIN)
+        expected = brute_force(client)
+        got = live_of(client)
+        assert got.keys() == expected.keys()
+        for version, (n, rmse, bias) in expected.items():
+            live = got[version]
+            assert live["n_sales"] == n, (step, version)
+            if n == 0:
+                assert live["rmse"] is live["bias"] is None
+            else:
+                assert live["rmse"] == pytest.approx(rmse, rel=1e-9, abs=1e-9)
+                assert live["bias"] == pytest.approx(bias, rel=1e-9, abs=1e-9)
+    # A tracker built from nothing agrees with the one that followed every step.
+    fresh = LiveAccuracyTracker(client.app.state.db, 1.0, 3600)  # type: ignore[attr-defined]
+    with client.app.state.db.session() as session:  # type: ignore[attr-defined]
+        rows = session.scalars(select(ModelVersion)).all()
+        rebuilt = fresh.of(rows)
+    for version, accuracy in rebuilt.items():
+        assert accuracy.n_sales == got[version]["n_sales"]
+
+
+def test_a_registry_read_queries_only_the_sales_since_the_last(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, key = new_store(client)
+    add_sales(client, key, [(1 + i / 100, f"{100 + i}") for i in range(300)])
+    client.post("/api/v1/train", headers=ADMIN)
+    add_sales(client, key, [(2, "200"), (3, "260")])
+    live_of(client)
+    spans: list[tuple[int, int]] = []
+    real = aggregates.sums_by_segment
+
+    def spy(session: Any, starts: Any, after: int, through: int, shift: Any) -> Any:
+        spans.append((after, through))
+        return real(session, starts, after, through, shift)
+
+    monkeypatch.setattr("app.services.live.sums_by_segment", spy)
+    add_sales(client, key, [(4, "300")])
+    live_of(client)
+    assert spans == [(302, 303)]
+
+
+def test_a_minibatch_training_sees_one_snapshot_while_sales_are_deleted(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, key = new_store(client)
+    add_sales(client, key, [(1 + i / 10, f"{30 + 50 * (1 + i / 10):.2f}") for i in range(40)])
+    monkeypatch.setattr(aggregates, "STREAM_CHUNK_ROWS", 7)
+    real_chunks = training.sale_chunks
+    deleted: list[int] = []
+
+    def chunks_with_a_delete_midway(session: Any, where: Any) -> Iterator[Any]:
+        for index, chunk in enumerate(real_chunks(session, where)):
+            yield chunk
+            if index == 1 and len(deleted) < 3:
+                # Another request deletes a sale while the epoch is half read.
+                sale_id = 40 - len(deleted)
+                response = client.delete(f"/api/v1/sales/{sale_id}", headers=ADMIN)
+                assert response.status_code == 204
+                deleted.append(sale_id)
+
+    monkeypatch.setattr(training, "sale_chunks", chunks_with_a_delete_midway)
+    response = client.post(
+        "/api/v1/train",
+        json={"method": "minibatch", "batch_size": 8, "epochs": 3, "random_seed": 1},
+        headers=ADMIN,
+    )
+    assert response.status_code == 201, response.text
+    assert len(deleted) == 3
+    assert response.json()["n_samples"] == 40
+
+
+def test_housekeeping_purges_expired_keys_and_old_deletions_in_bounded_batches(
+    settings: Settings,
+) -> None:
+    app = create_app(settings)
+    db = app.state.db
+    with TestClient(app) as client:
+        _, key = new_store(client)
+        old = utcnow() - timedelta(hours=settings.IDEMPOTENCY_TTL_HOURS + 1)
+        with db.session(write=True) as session:
+            session.add_all(
+                IdempotencyKey(
+                    scope="store:1",
+                    key=f"old-{i}",
+                    request_hash="x" * 64,
+                    status_code=201,
+                    response_body="{}",
+                    created_at=old,
+                )
+                for i in range(PURGE_BATCH + 200)
+            )
+            session.add_all(
+                DeletedSale(
+                    sale_id=i, carats=1.0, price_cents=100, deleted_at=old - timedelta(days=2)
+                )
+                for i in range(5)
+            )
+        fresh = {**key, "Idempotency-Key": "fresh"}
+        client.post("/api/v1/sales", json={"carats": 1, "price": 1}, headers=fresh)
+
+        def left() -> tuple[int, int]:
+            with db.session() as session:
+                keys = session.scalar(select(func.count()).select_from(IdempotencyKey))
+                gone = session.scalar(select(func.count()).select_from(DeletedSale))
+                return int(keys or 0), int(gone or 0)
+
+        assert left() == (PURGE_BATCH + 201, 5)
+        housekeeping(db, settings)
+        assert left() == (201, 0)
+        housekeeping(db, settings)
+        assert left() == (1, 0)  # the fresh key stays
+
+
+def test_housekeeping_runs_by_itself_in_the_background(settings: Settings) -> None:
+    settings.MAINTENANCE_SECONDS = 0.05
+    app = create_app(settings)
+    with TestClient(app):
+        with app.state.db.session(write=True) as session:
+            session.add(
+                IdempotencyKey(
+                    scope="store:1",
+                    key="stale",
+                    request_hash="x" * 64,
+                    status_code=201,
+                    response_body="{}",
+                    created_at=utcnow() - timedelta(days=30),
+                )
+            )
+        for _ in range(100):
+            with app.state.db.session() as session:
+                if not session.scalar(select(func.count()).select_from(IdempotencyKey)):
+                    break
+            time.sleep(0.05)  # the app's event loop runs in the client's thread meanwhile
+        with app.state.db.session() as session:
+            assert session.scalar(select(func.count()).select_from(IdempotencyKey)) == 0
