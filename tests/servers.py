@@ -45,6 +45,7 @@ class Server:
         env: Mapping[str, str] | None = None,
         port: int | None = None,
         wrapper: Sequence[str] = (),
+        admin_key: str | None = ADMIN_KEY,
     ) -> None:
         self.database_url = database_url
         self.data_dir = Path(data_dir)
@@ -61,9 +62,12 @@ class Server:
             **os.environ,
             "JEWELRY_DATABASE_URL": database_url,
             "JEWELRY_DATA_DIR": str(self.data_dir),
-            "JEWELRY_ADMIN_API_KEY": ADMIN_KEY,
+            **({"JEWELRY_ADMIN_API_KEY": admin_key} if admin_key is not None else {}),
             **(env or {}),
         }
+        if admin_key is None:
+            # As a user runs it: the key is generated at first start and kept in DATA_DIR.
+            self.env.pop("JEWELRY_ADMIN_API_KEY", None)
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
