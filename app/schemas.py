@@ -3,7 +3,7 @@
 import re
 import sys
 import unicodedata
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -258,6 +258,16 @@ class SaleBatchResult(BaseModel):
     items: list[SalePublic]
 
 
+class SalePoint(BaseModel):
+    carats: float
+    price: Amount
+
+
+class SaleSample(BaseModel):
+    n_sales: int = Field(description="How many sales match; items are a uniform sample of them.")
+    items: list[SalePoint]
+
+
 class ImportResult(BaseModel):
     count: int
 
@@ -346,9 +356,25 @@ class ModelVersionPage(BaseModel):
     )
 
 
+class CostSurface(BaseModel):
+    """The cost as a function of the two prices, a quadratic:
+    ``J(s, g) = min_cost + d . (hessian d) / 2`` with ``d = (s, g) - optimum``, so its
+    contours are ellipses around the optimum."""
+
+    optimum: tuple[float, float] = Field(description="(silver_price, gold_price_per_carat).")
+    min_cost: float
+    hessian: tuple[tuple[float, float], tuple[float, float]]
+
+
 class CostHistory(BaseModel):
     iterations: list[int]
-    cost: list[float]
+    cost: list[float] = Field(description="The cost J after each of those iterations.")
+    path: list[tuple[float, float]] = Field(
+        description="(silver_price, gold_price_per_carat) after each of those iterations."
+    )
+    surface: CostSurface | None = Field(
+        description="The cost surface the descent went down; null for old versions."
+    )
 
 
 class Prices(BaseModel):
@@ -361,6 +387,26 @@ class Prices(BaseModel):
     model_version: int
     trained_at: datetime
     n_samples: int
+
+
+class PeriodPrices(BaseModel):
+    period_start: date = Field(description="The Monday of the week, or the 1st of the month (UTC).")
+    n_samples: int
+    silver_price: Estimate | None = Field(
+        description="Null when the period's sales cannot be fitted."
+    )
+    gold_price_per_carat: Estimate | None
+    silver_price_std_error: Estimate | None
+    gold_price_per_carat_std_error: Estimate | None
+    silver_price_interval: EstimateInterval | None
+    gold_price_per_carat_interval: EstimateInterval | None
+
+
+class PriceHistory(BaseModel):
+    period: Literal["week", "month"]
+    items: list[PeriodPrices] = Field(
+        description="Oldest first; periods without sales are left out."
+    )
 
 
 # Predictions

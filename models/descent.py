@@ -21,10 +21,13 @@ its minimum ``J*``, so that it stays accurate (and monotone) right down to the o
 from __future__ import annotations
 
 import math
+from array import array
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from models.errors import DivergenceError, InvalidParameterError, MismatchedLengthError
 from models.stats import SufficientStats, as_sales_arrays
@@ -87,8 +90,9 @@ class FeatureSpace:
             y_scale if y_scale > 0.0 else 1.0,
         )
 
-    def to_prices(self, theta0: float, theta1: float) -> tuple[float, float]:
-        """Map working-space parameters to ``(silver_price, gold_price_per_carat)``."""
+    def to_prices(self, theta0: Any, theta1: Any) -> tuple[Any, Any]:
+        """Map working-space parameters (numbers or arrays) to
+        ``(silver_price, gold_price_per_carat)``."""
         gold = self.y_scale * theta1 / self.x_scale
         silver = self.y_offset + self.y_scale * theta0 - gold * self.x_offset
         return silver, gold
@@ -178,7 +182,11 @@ class Quadratic:
 
 @dataclass(slots=True)
 class DescentResult:
-    """What a descent run produced, in working-space parameters."""
+    """What a descent run produced, in working-space parameters.
+
+    ``iterations[k]`` is an update count, ``costs[k]`` the cost after it (dollars squared),
+    and ``path0[k], path1[k]`` the parameters then: the path the descent took.
+    """
 
     theta0: float
     theta1: float
@@ -188,6 +196,8 @@ class DescentResult:
     learning_rate: float
     iterations: list[int] = field(default_factory=list)
     costs: list[float] = field(default_factory=list)
+    path0: NDArray[np.float64] = field(default_factory=lambda: np.empty(0))
+    path1: NDArray[np.float64] = field(default_factory=lambda: np.empty(0))
 
 
 def suggested_rate(limit: float) -> float:
@@ -256,6 +266,8 @@ def run_batch(
     previous = q.cost(t0, t1)
     floor = _RISE_FLOOR * previous
     costs: list[float] = []
+    # Compact buffers: a run may take a million steps.
+    path0, path1 = array("d"), array("d")
     g0, g1 = q.gradient(t0, t1)
     norm = math.hypot(g0, g1)
     if 0.0 < norm <= tolerance and previous - q.min_cost > _RISE_RTOL * previous:
@@ -275,6 +287,8 @@ def run_batch(
             why = "the cost became non-finite" if not math.isfinite(cost) else "the cost rose"
             raise _divergence(learning_rate, q, space, f"{why} at iteration {n_iter}")
         costs.append(cost * to_dollars2)
+        path0.append(t0)
+        path1.append(t1)
         previous = cost
         g0, g1 = q.gradient(t0, t1)
         norm = math.hypot(g0, g1)
@@ -287,6 +301,8 @@ def run_batch(
         learning_rate=learning_rate,
         iterations=list(range(1, n_iter + 1)),
         costs=costs,
+        path0=np.frombuffer(path0),
+        path1=np.frombuffer(path1),
     )
 
 
@@ -331,6 +347,7 @@ def run_stochastic(
     step = 0
     iterations: list[int] = []
     costs: list[float] = []
+    path0, path1 = array("d"), array("d")
     converged = False
     norm = math.inf
     for epoch in range(epochs):
@@ -386,6 +403,8 @@ def run_stochastic(
             raise _divergence(learning_rate, q, space, f"{why} in epoch {epoch + 1}")
         iterations.append(step)
         costs.append(cost * to_dollars2)
+        path0.append(p0)
+        path1.append(p1)
         g0, g1 = q.gradient(p0, p1)
         norm = math.hypot(g0, g1)
         if norm <= tolerance:
@@ -401,4 +420,6 @@ def run_stochastic(
         learning_rate=learning_rate,
         iterations=iterations,
         costs=costs,
+        path0=np.frombuffer(path0),
+        path1=np.frombuffer(path1),
     )

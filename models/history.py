@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -18,7 +18,8 @@ MAX_POINTS = 1000
 
 @dataclass(frozen=True, slots=True)
 class CostHistory:
-    """Cost ``J`` (dollars squared) after selected iterations, at most :data:`MAX_POINTS`.
+    """Cost ``J`` (dollars squared) after selected iterations, at most :data:`MAX_POINTS`,
+    and the ``(silver_price, gold_price_per_carat)`` the descent had reached at each.
 
     Parameters
     ----------
@@ -26,6 +27,8 @@ class CostHistory:
         Increasing iteration numbers (1 is the cost after the first update).
     cost : list of float
         The cost after each of those iterations.
+    path : list of (float, float)
+        The prices after each of those iterations (empty for versions stored without it).
 
     Examples
     --------
@@ -34,16 +37,24 @@ class CostHistory:
     (1000, [1, 6, 11], 5000)
     >>> CostHistory.from_dict(h.to_dict()) == h
     True
+    >>> CostHistory.downsampled([1, 2], [4.0, 1.0], [10.0, 20.0], [5.0, 6.0]).path
+    [(10.0, 5.0), (20.0, 6.0)]
     """
 
     iterations: list[int]
     cost: list[float]
+    path: list[tuple[float, float]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if len(self.iterations) != len(self.cost):
             raise InvalidParameterError(
                 f"cost history needs one cost per iteration, got {len(self.iterations)} "
                 f"iterations and {len(self.cost)} costs"
+            )
+        if self.path and len(self.path) != len(self.cost):
+            raise InvalidParameterError(
+                f"cost history needs one point of the path per iteration, got "
+                f"{len(self.path)} points and {len(self.cost)} costs"
             )
 
     def __len__(self) -> int:
@@ -54,6 +65,8 @@ class CostHistory:
         cls,
         iterations: Sequence[int] | range,
         cost: Sequence[float],
+        silver: Sequence[float] | np.ndarray = (),
+        gold: Sequence[float] | np.ndarray = (),
         max_points: int = MAX_POINTS,
     ) -> CostHistory:
         """Keep at most ``max_points`` evenly spaced entries, always the first and the last."""
@@ -68,11 +81,16 @@ class CostHistory:
         return cls(
             iterations=[int(iterations[i]) for i in keep],
             cost=[float(cost[i]) for i in keep],
+            path=[(float(silver[i]), float(gold[i])) for i in keep] if len(silver) else [],
         )
 
-    def to_dict(self) -> dict[str, list[int] | list[float]]:
-        """JSON-safe ``{"iterations": [...], "cost": [...]}``."""
-        return {"iterations": list(self.iterations), "cost": list(self.cost)}
+    def to_dict(self) -> dict[str, list[Any]]:
+        """JSON-safe ``{"iterations": [...], "cost": [...], "path": [[silver, gold], ...]}``."""
+        return {
+            "iterations": list(self.iterations),
+            "cost": list(self.cost),
+            "path": [list(point) for point in self.path],
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> CostHistory:
@@ -80,8 +98,9 @@ class CostHistory:
         try:
             iterations = [int(i) for i in data["iterations"]]
             cost = [float(c) for c in data["cost"]]
+            path = [(float(s), float(g)) for s, g in data.get("path", [])]
         except (KeyError, TypeError, ValueError) as exc:
             raise InvalidParameterError(f"cost history dict is malformed: {exc!r}") from None
         if not all(math.isfinite(c) for c in cost):
             raise InvalidParameterError("cost history must hold finite costs only")
-        return cls(iterations=iterations, cost=cost)
+        return cls(iterations=iterations, cost=cost, path=path)

@@ -447,7 +447,10 @@ class RingPriceRegressor:
                 _relative_gap(gold, best_gold, gold_scale),
             )
         )
-        self.cost_history_ = CostHistory.downsampled(result.iterations, result.costs)
+        path_silver, path_gold = space.to_prices(result.path0, result.path1)
+        self.cost_history_ = CostHistory.downsampled(
+            result.iterations, result.costs, path_silver, path_gold
+        )
         self.report_ = build_report(stats, silver, gold)
         self.stats_ = stats
 

@@ -4,19 +4,25 @@ from typing import Annotated, Any
 import numpy as np
 from fastapi import APIRouter, Query, Response
 
-from app.deps import MetricsDep, ModelCacheDep, ReaderDep, SettingsDep
+from app.deps import MetricsDep, ModelCacheDep, ReaderDep, ReadSession, SettingsDep
 from app.errors import too_long
 from app.routes import JsonRoute
 from app.schemas import (
     MAX_CARATS,
     MIN_CARATS,
     EstimateInterval,
+    PeriodPrices,
     Predictions,
     PredictRequest,
+    PriceHistory,
     Prices,
+    RowId,
     SinglePrediction,
+    Timestamp,
     money_text,
 )
+from app.services.aggregates import Period, SalesFilter, check_period
+from app.services.price_history import price_history
 from app.services.registry import NoActiveModel
 from app.services.serving import ActiveModelCache, ServingModel
 
@@ -54,6 +60,12 @@ def _quotes(model: ServingModel, carats: list[float]) -> list[dict[str, Any]]:
     ]
 
 
+def _interval(bounds: tuple[float, float] | None, level: float) -> EstimateInterval | None:
+    return (
+        None if bounds is None else EstimateInterval(level=level, lower=bounds[0], upper=bounds[1])
+    )
+
+
 @router.get("/prices", response_model=Prices)
 async def prices(_: ReaderDep, cache: ModelCacheDep) -> Prices:
     """The learned silver price and gold price per carat, with standard errors and 95% intervals."""
@@ -61,22 +73,53 @@ async def prices(_: ReaderDep, cache: ModelCacheDep) -> Prices:
     reg = model.regressor
     report = reg.report_
 
-    def interval(bounds: tuple[float, float] | None) -> EstimateInterval | None:
-        if bounds is None:
-            return None
-        return EstimateInterval(level=report.level, lower=bounds[0], upper=bounds[1])
-
     return Prices(
         silver_price=reg.silver_price_,
         gold_price_per_carat=reg.gold_price_per_carat_,
         silver_price_std_error=report.silver_std_error,
         gold_price_per_carat_std_error=report.gold_std_error,
-        silver_price_interval=interval(report.silver_ci),
-        gold_price_per_carat_interval=interval(report.gold_ci),
+        silver_price_interval=_interval(report.silver_ci, report.level),
+        gold_price_per_carat_interval=_interval(report.gold_ci, report.level),
         model_version=model.version,
         trained_at=model.trained_at,
         n_samples=model.n_samples,
     )
+
+
+@router.get("/prices/history", response_model=PriceHistory)
+def prices_history(
+    _: ReaderDep,
+    session: ReadSession,
+    period: Period = Period.month,
+    store_id: Annotated[RowId | None, Query()] = None,
+    sold_since: Annotated[Timestamp | None, Query()] = None,
+    sold_until: Annotated[Timestamp | None, Query()] = None,
+) -> PriceHistory:
+    """The silver price and the gold price per carat fitted on each week's or month's sales."""
+    check_period(("query",), sold_since, sold_until)
+    where = SalesFilter(
+        store_ids=(store_id,) if store_id is not None else None,
+        sold_since=sold_since,
+        sold_until=sold_until,
+    )
+    items = []
+    for fit in price_history(session, where, period):
+        report = fit.report
+        items.append(
+            PeriodPrices(
+                period_start=fit.start,
+                n_samples=fit.n_samples,
+                silver_price=fit.silver_price,
+                gold_price_per_carat=fit.gold_price_per_carat,
+                silver_price_std_error=report.silver_std_error if report else None,
+                gold_price_per_carat_std_error=report.gold_std_error if report else None,
+                silver_price_interval=_interval(report.silver_ci, report.level) if report else None,
+                gold_price_per_carat_interval=_interval(report.gold_ci, report.level)
+                if report
+                else None,
+            )
+        )
+    return PriceHistory(period=period.value, items=items)
 
 
 @router.get("/predict", response_model=SinglePrediction)

@@ -17,6 +17,7 @@ from app.routes import JsonRoute
 from app.schemas import (
     MAX_ID,
     CostHistory,
+    CostSurface,
     Cursor,
     LiveAccuracy,
     ModelVersionPage,
@@ -24,6 +25,8 @@ from app.schemas import (
 )
 from app.services import registry
 from app.services.live import Accuracy, LiveAccuracyTracker
+from models import ModelError, SufficientStats
+from models.descent import FeatureSpace, Quadratic
 
 router = APIRouter(prefix="/api/v1/models", tags=["models"], route_class=JsonRoute)
 
@@ -96,8 +99,27 @@ def get_model(
 
 @router.get("/{version:int}/cost-history", response_model=CostHistory)
 def cost_history(version: Version, _: ReaderDep, session: ReadSession) -> CostHistory:
-    """The cost J by iteration during the fit (at most 1,000 points)."""
-    return CostHistory.model_validate(registry.get_version(session, version).cost_history)
+    """The cost J and the two prices by iteration during the fit (at most 1,000 points),
+    and the cost surface they went down."""
+    row = registry.get_version(session, version)
+    return CostHistory(
+        iterations=row.cost_history["iterations"],
+        cost=row.cost_history["cost"],
+        path=row.cost_history.get("path", []),
+        surface=_surface(row),
+    )
+
+
+def _surface(row: ModelVersion) -> CostSurface | None:
+    try:
+        stats = SufficientStats.from_dict(row.estimator["stats"])
+        q = Quadratic.from_stats(stats, FeatureSpace.raw())
+    except (KeyError, TypeError, ModelError, ArithmeticError):
+        return None
+    mean_xx = q.vx + q.mx * q.mx
+    return CostSurface(
+        optimum=q.optimum(), min_cost=q.min_cost, hessian=((1.0, q.mx), (q.mx, mean_xx))
+    )
 
 
 @router.post("/{version:int}/activate", response_model=ModelVersionPublic)

@@ -1,13 +1,22 @@
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, File, Header, Query, Response, UploadFile
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
 from app.config import Settings
-from app.deps import CallerDep, MetricsDep, PageLimit, ReadSession, SettingsDep, WriteSession
+from app.deps import (
+    CallerDep,
+    DatabaseDep,
+    MetricsDep,
+    PageLimit,
+    ReadSession,
+    SettingsDep,
+    WriteSession,
+)
 from app.errors import too_long
 from app.orm import Sale
 from app.routes import JsonRoute
@@ -19,12 +28,15 @@ from app.schemas import (
     SaleBatchResult,
     SaleCreate,
     SalePage,
+    SalePoint,
     SalePublic,
+    SaleSample,
     Timestamp,
+    money_text,
 )
 from app.security import Caller
 from app.services import idempotency, sales
-from app.services.aggregates import check_period
+from app.services.aggregates import SalesFilter, check_period
 from app.services.csv_import import parse_sales_csv
 from app.services.sales import NewSale, from_cents
 
@@ -167,6 +179,64 @@ def list_sales(
         after_id=int(cursor) if cursor is not None else None,
     )
     return SalePage(items=[public(s) for s in page], next_cursor=str(last) if last else None)
+
+
+@router.get("/sample", response_model=SaleSample)
+def sample_sales(
+    caller: CallerDep,
+    session: ReadSession,
+    store_id: Annotated[RowId | None, Query()] = None,
+    size: Annotated[int, Query(ge=1, le=10_000)] = 2_000,
+) -> SaleSample:
+    """A uniform sample of the sales (carats and price), for plotting millions of them."""
+    n, points = sales.sample_sales(session, caller, store_id=store_id, size=size, seed=0)
+    return SaleSample(
+        n_sales=n,
+        items=[SalePoint(carats=c, price=money_text(cents / 100)) for c, cents in points],
+    )
+
+
+EXPORT_COLUMNS = "carats,price,sold_at,store_id\n"
+
+
+@router.get(
+    "/export",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/csv": {}}, "description": "The import's columns."}},
+)
+def export_csv(
+    caller: CallerDep,
+    db: DatabaseDep,
+    store_id: Annotated[RowId | None, Query()] = None,
+    sold_since: Annotated[Timestamp | None, Query()] = None,
+    sold_until: Annotated[Timestamp | None, Query()] = None,
+) -> StreamingResponse:
+    """The sales as CSV with the columns the import takes, filtered like the listing, streamed
+    in bounded memory; importing it again gives the same sales."""
+    check_period(("query",), sold_since, sold_until)
+    visible = sales.visible_store(caller, store_id)
+    where = SalesFilter(
+        store_ids=(visible,) if visible is not None else None,
+        sold_since=sold_since,
+        sold_until=sold_until,
+    )
+
+    def lines() -> Iterator[str]:
+        # One snapshot for the whole file, however long the client takes to read it.
+        with db.session(snapshot=True) as session:
+            yield EXPORT_COLUMNS
+            for chunk in sales.export_rows(session, where):
+                yield "".join(
+                    f"{s.carats!r},{from_cents(s.price_cents)},"
+                    f"{s.sold_at.isoformat().replace('+00:00', 'Z')},{s.store_id}\n"
+                    for s in chunk
+                )
+
+    return StreamingResponse(
+        lines(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": 'attachment; filename="sales.csv"'},
+    )
 
 
 @router.get("/{sale_id:int}", response_model=SalePublic)

@@ -2,7 +2,8 @@
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
+from enum import StrEnum
 from typing import Any
 
 import numpy as np
@@ -96,6 +97,46 @@ def sufficient_statistics(session: Session, where: SalesFilter) -> SufficientSta
         select(*_shifted_sums(x0, y0), func.min(x0), func.min(y0)).where(*conds)
     ).one()
     return _stats(row[:6], row[6] or 0.0, row[7] or 0)
+
+
+class Period(StrEnum):
+    week = "week"
+    month = "month"
+
+
+def _period_start(period: Period, dialect: str) -> ColumnElement[Any]:
+    """The first day of the week (Monday) or month a sale falls in, in UTC."""
+    if dialect == "postgresql":
+        return func.date(func.date_trunc(period.value, func.timezone("UTC", Sale.sold_at)))
+    # SQLite keeps UTC text; six days back, then forward to a Monday, is the week's Monday.
+    if period is Period.week:
+        return func.date(Sale.sold_at, "-6 days", "weekday 1")
+    return func.date(Sale.sold_at, "start of month")
+
+
+def sums_by_period(
+    session: Session, where: SalesFilter, period: Period
+) -> list[tuple[date, SufficientStats]]:
+    """The statistics of the matching sales per week or month, oldest first, in one grouped
+    query, shifted by the first matching sale as for training."""
+    conds = where.conditions()
+    first = select(Sale).where(*conds).order_by(Sale.id).limit(1).subquery()
+    x0 = select(first.c.carats).scalar_subquery()
+    y0 = select(first.c.price_cents).scalar_subquery()
+    start = _period_start(period, session.get_bind().dialect.name).label("period_start")
+    rows = session.execute(
+        select(start, *_shifted_sums(x0, y0), func.min(x0), func.min(y0))
+        .where(*conds)
+        .group_by(literal_column("period_start"))
+        .order_by(literal_column("period_start"))
+    )
+    return [
+        (
+            row[0] if isinstance(row[0], date) else date.fromisoformat(row[0]),
+            _stats(row[1:7], row[7], row[8]),
+        )
+        for row in rows
+    ]
 
 
 def first_sale_after(session: Session, sale_id: int) -> tuple[float, int] | None:

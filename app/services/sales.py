@@ -1,18 +1,22 @@
 """Recording, listing and deleting sales."""
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import insert, select
+import numpy as np
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from app.errors import Forbidden, InvalidInput, NotFound, error_item
 from app.orm import DeletedSale, Sale, Store, utcnow
 from app.security import Caller
 from app.services.aggregates import SalesFilter
+
+# A sample draws at most this many random ids, however sparse a store's sales are.
+MAX_SAMPLE_PROBES = 100_000
 
 
 @dataclass(frozen=True)
@@ -138,10 +142,7 @@ def list_sales(
 ) -> tuple[list[Sale], int | None]:
     """One page in id order and the cursor for the next: a keyset, so concurrent inserts
     never shift or repeat rows across pages."""
-    if not caller.is_admin:
-        if store_id is not None and store_id != caller.store_id:
-            raise Forbidden(f"this key belongs to store {caller.store_id}, not store {store_id}")
-        store_id = caller.store_id
+    store_id = visible_store(caller, store_id)
     where = SalesFilter(
         store_ids=(store_id,) if store_id is not None else None,
         sold_since=sold_since,
@@ -154,3 +155,64 @@ def list_sales(
     if len(sales) > limit:
         return sales[:limit], sales[limit - 1].id
     return sales, None
+
+
+def visible_store(caller: Caller, store_id: int | None) -> int | None:
+    """The store a listing may cover: a store key its own, the admin any or all."""
+    if caller.is_admin:
+        return store_id
+    if store_id is not None and store_id != caller.store_id:
+        raise Forbidden(f"this key belongs to store {caller.store_id}, not store {store_id}")
+    return caller.store_id
+
+
+def sample_sales(
+    session: Session, caller: Caller, *, store_id: int | None, size: int, seed: int
+) -> tuple[int, list[tuple[float, int]]]:
+    """The number of matching sales and at most ``size`` of them, (carats, cents), drawn
+    uniformly by probing random ids: a few index lookups, not a scan, at millions of sales."""
+    store_id = visible_store(caller, store_id)
+    where = SalesFilter(store_ids=(store_id,) if store_id is not None else None)
+    n, low, high = session.execute(
+        select(func.count(), func.min(Sale.id), func.max(Sale.id)).where(*where.conditions())
+    ).one()
+    if n <= size:
+        rows = session.execute(
+            select(Sale.carats, Sale.price_cents).where(*where.conditions()).order_by(Sale.id)
+        ).all()
+        return n, [(float(c), int(p)) for c, p in rows]
+    # Enough probes that about `size` land on a matching sale, whatever the gaps and other
+    # stores in the id range.
+    rng = np.random.default_rng(seed)
+    probes = min(int(size * (high - low + 1) / n * 1.2) + 1, MAX_SAMPLE_PROBES)
+    ids = np.unique(rng.integers(low, high + 1, probes)).tolist()
+    found: list[tuple[float, int]] = []
+    for start in range(0, len(ids), 1000):
+        found += [
+            (float(c), int(p))
+            for c, p in session.execute(
+                select(Sale.carats, Sale.price_cents).where(
+                    Sale.id.in_(ids[start : start + 1000]), *where.conditions()
+                )
+            )
+        ]
+    return n, found[:size]
+
+
+def export_rows(session: Session, where: SalesFilter, chunk: int = 10_000) -> Iterator[list[Sale]]:
+    """The matching sales in id order, a chunk at a time (keyset pagination); the caller has
+    limited ``where`` to the stores its key may see (visible_store)."""
+    after = 0
+    while True:
+        rows = list(
+            session.scalars(
+                select(Sale)
+                .where(*where.conditions(), Sale.id > after)
+                .order_by(Sale.id)
+                .limit(chunk)
+            )
+        )
+        if not rows:
+            return
+        after = rows[-1].id
+        yield rows

@@ -155,10 +155,7 @@ def _train(db: Database, request: TrainRequest) -> ModelVersion:
         converged=regressor.converged_,
         n_samples=stats.n,
         training_seconds=seconds,
-        cost_history={
-            "iterations": regressor.cost_history_.iterations,
-            "cost": regressor.cost_history_.cost,
-        },
+        cost_history=regressor.cost_history_.to_dict(),
         estimator=regressor.to_dict(),
         trained_through_sale_id=watermark,
     )

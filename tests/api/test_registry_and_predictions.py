@@ -136,3 +136,51 @@ def test_private_reads_need_a_key(settings: Settings) -> None:
             assert client.get(path, headers={"X-API-Key": "wrong"}).status_code == 401
             assert client.get(path, headers=key).status_code == 200
             assert client.get(path, headers=ADMIN).status_code == 200
+
+
+def test_prices_history_fits_each_month_and_week_from_its_own_sales(client: TestClient) -> None:
+    store_id, key = new_store(client)
+    # October: silver 20, gold 40; November: silver 30, gold 50 (exact lines, no noise).
+    months = {"2026-10": (20.0, 40.0), "2026-11": (30.0, 50.0)}
+    for month, (silver, gold) in months.items():
+        records = [
+            {
+                "carats": c,
+                "price": f"{silver + gold * c:.2f}",
+                "sold_at": f"{month}-{day:02d}T12:00:00Z",
+            }
+            for c, day in ((1, 2), (2, 9), (4, 16), (5, 23))
+        ]
+        assert (
+            client.post("/api/v1/sales/batch", json={"records": records}, headers=key).status_code
+            == 201
+        )
+    _other_id, other = new_store(client, "Elsewhere")
+    add_sales(client, other, [(1, "999"), (2, "1999")])
+
+    history = client.get("/api/v1/prices/history", params={"store_id": store_id}).json()
+    assert history["period"] == "month"
+    assert [p["period_start"] for p in history["items"]] == ["2026-10-01", "2026-11-01"]
+    for item, (silver, gold) in zip(history["items"], months.values(), strict=True):
+        assert item["n_samples"] == 4
+        assert item["silver_price"] == pytest.approx(silver, rel=1e-9)
+        assert item["gold_price_per_carat"] == pytest.approx(gold, rel=1e-9)
+        assert (
+            item["silver_price_interval"]["lower"]
+            <= silver
+            <= item["silver_price_interval"]["upper"]
+        )
+
+    weekly = client.get(
+        "/api/v1/prices/history",
+        params={"store_id": store_id, "period": "week", "sold_until": "2026-11-01T00:00:00Z"},
+    ).json()
+    # 2026-10-02 is a Friday: its week starts on Monday 2026-09-28; one sale a week, so no fit.
+    assert [p["period_start"] for p in weekly["items"]] == [
+        "2026-09-28",
+        "2026-10-05",
+        "2026-10-12",
+        "2026-10-19",
+    ]
+    assert all(p["n_samples"] == 1 and p["silver_price"] is None for p in weekly["items"])
+    assert client.get("/api/v1/prices/history", params={"period": "year"}).status_code == 422

@@ -53,8 +53,22 @@ def test_default_training_lands_on_least_squares_and_activates(client: TestClien
     assert version["training_seconds"] >= 0
 
     history = client.get(f"/api/v1/models/{version['version']}/cost-history").json()
-    assert len(history["iterations"]) == len(history["cost"]) >= 1
+    assert len(history["iterations"]) == len(history["cost"]) == len(history["path"]) >= 1
     assert history["iterations"][-1] == version["iterations"]
+    assert history["path"][-1] == pytest.approx(
+        [version["silver_price"], version["gold_price_per_carat"]]
+    )
+    assert_surface_gives_the_costs(history)
+
+
+def assert_surface_gives_the_costs(history: dict) -> None:  # type: ignore[type-arg]
+    """The cost surface, a quadratic around the optimum, gives each recorded cost."""
+    surface = history["surface"]
+    optimum = np.array(surface["optimum"])
+    hessian = np.array(surface["hessian"])
+    for point, cost in zip(history["path"], history["cost"], strict=True):
+        d = np.array(point) - optimum
+        assert surface["min_cost"] + d @ hessian @ d / 2 == pytest.approx(cost, rel=1e-6)
 
 
 def test_the_articles_plain_run_is_available_and_activated(client: TestClient) -> None:
@@ -67,8 +81,9 @@ def test_the_articles_plain_run_is_available_and_activated(client: TestClient) -
     assert version["status"] == "completed"
     assert version["active"] is True
     history = client.get(f"/api/v1/models/{version['version']}/cost-history").json()
-    assert len(history["cost"]) <= 1000
+    assert len(history["cost"]) == len(history["path"]) <= 1000
     assert history["cost"][-1] < history["cost"][0]
+    assert_surface_gives_the_costs(history)
 
 
 def test_a_diverging_learning_rate_is_refused_and_nothing_changes(client: TestClient) -> None:

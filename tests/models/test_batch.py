@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from models import ConvergenceWarning, InvalidParameterError, RingPriceRegressor, SufficientStats
 from models.descent import FeatureSpace, Quadratic
+from models.report import sse_at
 from tests.models.reference import article_loop
 
 
@@ -238,3 +239,22 @@ def test_a_tolerance_that_stops_before_the_first_step_is_refused() -> None:
     flat = RingPriceRegressor(tolerance=1e6).fit(x, [200.0, 200.0, 200.0])
     assert (flat.n_iter_, flat.converged_) == (0, True)
     assert (flat.silver_price_, flat.gold_price_per_carat_) == (200.0, 0.0)
+
+
+def test_the_descent_path_ends_at_the_fitted_prices_and_lowers_the_cost() -> None:
+    rng = np.random.default_rng(2)
+    x = rng.uniform(1.0, 25.0, 200)
+    y = line(rng, x, 10.0)
+    for reg in (
+        RingPriceRegressor(learning_rate=0.3).fit(x, y),
+        RingPriceRegressor(
+            learning_rate=0.001, max_iterations=5000, tolerance=0, feature_scaling=False
+        ).fit(x, y),
+    ):
+        history = reg.cost_history_
+        assert len(history.path) == len(history.cost) == len(history.iterations) <= 1000
+        assert history.path[-1] == pytest.approx((reg.silver_price_, reg.gold_price_per_carat_))
+        # Each point's cost is the cost the history states for it.
+        stats = reg.stats_
+        for (silver, gold), cost in zip(history.path[::50], history.cost[::50], strict=True):
+            assert sse_at(stats, silver, gold) / (2 * stats.n) == pytest.approx(cost, rel=1e-9)

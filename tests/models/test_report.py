@@ -146,6 +146,8 @@ def test_cost_history_downsampling_keeps_ends() -> None:
     assert long.iterations[0] == 1 and long.iterations[-1] == 100_000
     assert long.cost[0] == 1.0 and long.cost[-1] == 0.0
     assert all(a < b for a, b in zip(long.iterations, long.iterations[1:], strict=False))
-    assert CostHistory.downsampled([], []).to_dict() == {"iterations": [], "cost": []}
+    assert CostHistory.downsampled([], []).to_dict() == {"iterations": [], "cost": [], "path": []}
     with pytest.raises(InvalidParameterError, match="one cost per iteration"):
         CostHistory(iterations=[1, 2], cost=[1.0])
+    with pytest.raises(InvalidParameterError, match="one point of the path per iteration"):
+        CostHistory(iterations=[1, 2], cost=[1.0, 0.5], path=[(1.0, 2.0)])
