@@ -1,6 +1,17 @@
 """Prometheus instruments, in a registry per application instance."""
 
+from http import HTTPMethod
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+# Every label value comes from a fixed set: a client's made-up method must not add a series.
+KNOWN_METHODS = frozenset(HTTPMethod)
+OTHER_METHOD = "other"
+UNMATCHED_ROUTE = "unmatched"
+
+
+def method_label(method: str) -> str:
+    return method if method in KNOWN_METHODS else OTHER_METHOD
 
 
 class Metrics:
