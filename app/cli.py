@@ -23,8 +23,9 @@ def _serve(args: argparse.Namespace) -> int:
 
     from app.logs import configure_logging
 
+    settings = Settings()
     # uvicorn's own lines go through the same JSON formatter as ours.
-    configure_logging(Settings().LOG_LEVEL)
+    configure_logging(settings.LOG_LEVEL, settings.LOG_REPEAT_SECONDS)
     uvicorn.run(
         "app.main:create_app",
         factory=True,

@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     MODEL_REFRESH_SECONDS: float = Field(1.0, gt=0)
     SQLITE_BUSY_TIMEOUT_MS: int = Field(5_000, ge=0)
     LOG_LEVEL: str = "INFO"
+    # A message logged at warning or above again and again shows once per this interval,
+    # with the count of the repeats it stands for.
+    LOG_REPEAT_SECONDS: float = Field(10.0, gt=0)
 
     @field_validator("DATABASE_URL")
     @classmethod

@@ -42,7 +42,7 @@ def prepare_database(db: Database, settings: Settings) -> str | None:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
-    configure_logging(settings.LOG_LEVEL)
+    configure_logging(settings.LOG_LEVEL, settings.LOG_REPEAT_SECONDS)
     db = Database(settings)
     metrics = Metrics()
 
