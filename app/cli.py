@@ -22,6 +22,7 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from app.logs import configure_logging
+    from app.server import HTTP_PROTOCOL
 
     settings = Settings()
     # uvicorn's own lines go through the same JSON formatter as ours.
@@ -35,6 +36,10 @@ def _serve(args: argparse.Namespace) -> int:
         workers=args.workers,
         timeout_graceful_shutdown=args.graceful_timeout,
         proxy_headers=True,
+        http=HTTP_PROTOCOL,
+        # No route speaks WebSocket, and the protocol's timers would close an upgraded
+        # connection as one that never sent its request.
+        ws="none",
     )
     return 0
 

@@ -38,6 +38,15 @@ class Settings(BaseSettings):
     # with the count of the repeats it stands for.
     LOG_REPEAT_SECONDS: float = Field(10.0, gt=0)
 
+    # Connections, per worker, and never more than the open-file limit leaves room for. At
+    # the limit, the connection that has waited longest for a request, or for the rest of
+    # one, makes room for a new one.
+    MAX_CONNECTIONS: int = Field(512, ge=1)
+    # From connecting (or from the previous response) to the end of the request headers.
+    HEADER_TIMEOUT_SECONDS: float = Field(10.0, gt=0)
+    # The longest pause while a request body is arriving.
+    BODY_TIMEOUT_SECONDS: float = Field(30.0, gt=0)
+
     @field_validator("DATABASE_URL")
     @classmethod
     def _normalise_url(cls, url: str) -> str:
