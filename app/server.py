@@ -1,5 +1,5 @@
 """The HTTP protocol `jewelry-forecast serve` gives uvicorn: uvicorn's own, plus a connection
-limit and timeouts for incomplete requests.
+limit, timeouts for incomplete requests and TCP_NODELAY.
 
 uvicorn alone keeps a connection that sends its headers one byte at a time open for ever (its
 keep-alive timer stops at the first byte and it has no header timeout), and its
@@ -12,13 +12,19 @@ fill it. Here, each worker:
 - holds at most MAX_CONNECTIONS connections, and never more than its open-file limit allows:
   at the limit a new connection closes the one that has waited longest for a request (or for
   the rest of one); only when every other connection has a request in the app's hands is the
-  new one closed instead.
+  new one closed instead;
+- sets TCP_NODELAY on every accepted TCP socket. asyncio sets it only on sockets it created
+  with proto IPPROTO_TCP; with several workers uvicorn binds the listening socket itself
+  (proto 0), and the second part of each response then waited for the client's delayed
+  ACK: about 40 ms on every reused connection.
 """
 
 import asyncio
 import logging
 import resource
+import socket
 from collections import OrderedDict
+from contextlib import suppress
 from dataclasses import asdict, dataclass
 from functools import cache
 from typing import Any
@@ -98,6 +104,10 @@ class GuardedConnection:
 
     def connection_made(self, transport: asyncio.Transport) -> None:
         super().connection_made(transport)
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            with suppress(OSError):  # the peer may have gone already
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._counted = True
         self.worker.open += 1
         if self.worker.open > self.limits.max_connections:

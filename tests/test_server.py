@@ -1,7 +1,8 @@
 """The HTTP protocol of `serve` (app/server.py) in process, for each of uvicorn's protocol
-classes installed: the timeouts for stalled requests, the connection limit."""
+classes installed: TCP_NODELAY, the timeouts for stalled requests, the connection limit."""
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -47,7 +48,7 @@ async def serving(
     protocol: type[asyncio.Protocol],
 ) -> AsyncIterator[tuple[tuple[str, int], ServerState]]:
     """The protocol behind a listening socket made the way uvicorn makes it for several
-    workers (``Config.bind_socket``)."""
+    workers (``Config.bind_socket``: proto 0, so asyncio does not set TCP_NODELAY)."""
     config = Config(
         echo_length, host="127.0.0.1", port=0, http=protocol, lifespan="off", log_config=None
     )
@@ -83,6 +84,20 @@ async def answer(reader: asyncio.StreamReader) -> bytes:
 @pytest.fixture(autouse=True)
 def _small_limits(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(server, "worker_limits", lambda: LIMITS)
+
+
+def test_accepted_sockets_have_tcp_nodelay(protocol: type[asyncio.Protocol]) -> None:
+    async def scenario() -> int:
+        async with serving(protocol) as (address, state):
+            _, writer = await asyncio.open_connection(*address)
+            while not state.connections:
+                await asyncio.sleep(0.01)
+            [connection] = state.connections
+            accepted = connection.transport.get_extra_info("socket")
+            writer.close()
+            return accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+
+    assert asyncio.run(scenario()) != 0
 
 
 def test_requests_on_a_kept_alive_connection_are_answered(protocol: type[asyncio.Protocol]) -> None:
