@@ -55,6 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         log.info("ready", extra={"fields": {"database": db.engine.url.render_as_string()}})
         yield
         db.dispose()
+        metrics.worker_stopped()
 
     app = FastAPI(
         title="Jewelry price forecasting service",
