@@ -3,7 +3,10 @@
 import argparse
 import json
 import os
+import shutil
+import signal
 import sys
+import tempfile
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -13,18 +16,35 @@ import httpx
 import numpy as np
 from tqdm import tqdm
 
-from app.config import Settings
+from app.config import METRICS_DIR_VARIABLE, Settings
 
 DEMO_STORES = ("Aurum & Co", "Goldsmith Lane", "Carat Corner")
 
 
 def _serve(args: argparse.Namespace) -> int:
+    # Every worker keeps its metrics in files here, so that /metrics adds up all workers
+    # whichever answers. prometheus_client reads the variable when it is first imported: set
+    # it before anything imports it (with one worker, uvicorn imports the app in this process).
+    metrics_dir = tempfile.mkdtemp(prefix="jewelry-metrics-")
+    os.environ[METRICS_DIR_VARIABLE] = metrics_dir
+    # With one worker, uvicorn raises SIGTERM again once it has shut down. As an interrupt,
+    # which uvicorn.run absorbs, it lets the directory be removed on the way out.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        return _run_uvicorn(args)
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _run_uvicorn(args: argparse.Namespace) -> int:
     import uvicorn
 
     from app.logs import configure_logging
+    from app.server import HTTP_PROTOCOL
 
+    settings = Settings()
     # uvicorn's own lines go through the same JSON formatter as ours.
-    configure_logging(Settings().LOG_LEVEL)
+    configure_logging(settings.LOG_LEVEL, settings.LOG_REPEAT_SECONDS)
     uvicorn.run(
         "app.main:create_app",
         factory=True,
@@ -34,6 +54,10 @@ def _serve(args: argparse.Namespace) -> int:
         workers=args.workers,
         timeout_graceful_shutdown=args.graceful_timeout,
         proxy_headers=True,
+        http=HTTP_PROTOCOL,
+        # No route speaks WebSocket, and the protocol's timers would close an upgraded
+        # connection as one that never sent its request.
+        ws="none",
     )
     return 0
 

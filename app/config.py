@@ -8,6 +8,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from app.security import MAX_KEY_LENGTH
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# Names prometheus_client's directory for multiprocess mode, which `serve` turns on.
+METRICS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 
 
 class Settings(BaseSettings):
@@ -40,6 +42,18 @@ class Settings(BaseSettings):
     MAINTENANCE_SECONDS: float = Field(60.0, gt=0)
     DELETED_SALES_KEEP_HOURS: float = Field(24.0, gt=0)
     LOG_LEVEL: str = "INFO"
+    # A message logged at warning or above again and again shows once per this interval,
+    # with the count of the repeats it stands for.
+    LOG_REPEAT_SECONDS: float = Field(10.0, gt=0)
+
+    # Connections, per worker, and never more than the open-file limit leaves room for. At
+    # the limit, the connection that has waited longest for a request, or for the rest of
+    # one, makes room for a new one.
+    MAX_CONNECTIONS: int = Field(512, ge=1)
+    # From connecting (or from the previous response) to the end of the request headers.
+    HEADER_TIMEOUT_SECONDS: float = Field(10.0, gt=0)
+    # The longest pause while a request body is arriving.
+    BODY_TIMEOUT_SECONDS: float = Field(30.0, gt=0)
 
     @field_validator("DATABASE_URL")
     @classmethod

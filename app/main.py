@@ -93,7 +93,7 @@ def _state_limits_in_openapi(app: FastAPI, settings: Settings) -> None:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
-    configure_logging(settings.LOG_LEVEL)
+    configure_logging(settings.LOG_LEVEL, settings.LOG_REPEAT_SECONDS)
     db = Database(settings)
     metrics = Metrics()
 
@@ -110,6 +110,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         with suppress(asyncio.CancelledError):
             await chores
         db.dispose()
+        metrics.worker_stopped()
 
     app = FastAPI(
         title="Jewelry price forecasting service",

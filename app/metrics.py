@@ -1,11 +1,34 @@
-"""Prometheus instruments, in a registry per application instance."""
+"""Prometheus instruments, in a registry per application instance.
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+Under ``jewelry-forecast serve`` every worker writes its values to files in the directory
+named by ``PROMETHEUS_MULTIPROC_DIR`` (prometheus_client's multiprocess mode, chosen when the
+library is first imported: see app/cli.py), and a scrape adds up the files of all workers,
+so that totals never go back whichever worker answers. Without that variable (in process,
+in tests) the values live in the instance's own registry.
+"""
+
+import os
+from http import HTTPMethod
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+
+from app.config import METRICS_DIR_VARIABLE
+
+# Every label value comes from a fixed set: a client's made-up method must not add a series.
+KNOWN_METHODS = frozenset(HTTPMethod)
+OTHER_METHOD = "other"
+UNMATCHED_ROUTE = "unmatched"
+
+
+def method_label(method: str) -> str:
+    return method if method in KNOWN_METHODS else OTHER_METHOD
 
 
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self.multiprocess_dir = os.environ.get(METRICS_DIR_VARIABLE)
         self.requests = Counter(
             "jewelry_http_requests_total",
             "HTTP requests by method, route template and status.",
@@ -36,6 +59,21 @@ class Metrics:
         )
         self.active_model = Gauge(
             "jewelry_active_model_version",
-            "The model version this worker last served (0: none).",
+            "The model version the worker answering the scrape serves (0: none).",
             registry=self.registry,
+            # The scraping worker sets it just before collecting, so its value is the newest.
+            multiprocess_mode="livemostrecent",
         )
+
+    def render(self) -> bytes:
+        """The Prometheus text of this instance, or of all workers in multiprocess mode."""
+        if self.multiprocess_dir is None:
+            return generate_latest(self.registry)
+        merged = CollectorRegistry()
+        MultiProcessCollector(merged, path=self.multiprocess_dir)
+        return generate_latest(merged)
+
+    def worker_stopped(self) -> None:
+        """Drop this worker's live gauge values: a stopped worker no longer serves a model."""
+        if self.multiprocess_dir is not None:
+            mark_process_dead(os.getpid(), self.multiprocess_dir)

@@ -10,7 +10,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.logs import request_id
-from app.metrics import Metrics
+from app.metrics import UNMATCHED_ROUTE, Metrics, method_label
 
 log = logging.getLogger("app.access")
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -57,10 +57,11 @@ class ServiceMiddleware:
         finally:
             elapsed = time.perf_counter() - started
             route = scope.get("route")
-            template = getattr(route, "path_format", None) or "unmatched"
+            template = getattr(route, "path_format", None) or UNMATCHED_ROUTE
             method = scope["method"]
-            self.metrics.requests.labels(method, template, str(status)).inc()
-            self.metrics.latency.labels(method, template).observe(elapsed)
+            label = method_label(method)
+            self.metrics.requests.labels(label, template, str(status)).inc()
+            self.metrics.latency.labels(label, template).observe(elapsed)
             log.info(
                 "request",
                 extra={

@@ -63,6 +63,9 @@ class Server:
             "JEWELRY_DATABASE_URL": database_url,
             "JEWELRY_DATA_DIR": str(self.data_dir),
             **({"JEWELRY_ADMIN_API_KEY": admin_key} if admin_key is not None else {}),
+            # The server's temporary files (its metrics directory) stay with the test's, and
+            # go with them even when a test kills the server before it can clean up.
+            "TMPDIR": str(self.data_dir),
             **(env or {}),
         }
         if admin_key is None:

@@ -1,5 +1,5 @@
 from fastapi import APIRouter, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from app.deps import MetricsDep, ModelCacheDep
 
@@ -8,7 +8,7 @@ router = APIRouter(tags=["operations"])
 
 @router.get("/metrics", response_class=Response)
 async def metrics(metrics: MetricsDep, cache: ModelCacheDep) -> Response:
-    """Prometheus metrics of this worker."""
+    """Prometheus metrics: the totals of all workers."""
     model = await cache.get()
     metrics.active_model.set(model.version if model else 0)
-    return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)

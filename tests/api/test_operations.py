@@ -109,3 +109,30 @@ def test_an_admin_key_is_generated_once_when_none_is_configured(
     db = Database(settings)
     db.dispose()
     assert key.encode() not in path.read_bytes()
+
+
+def _request_label_sets(text: str) -> set[str]:
+    return {
+        line.split("}")[0]
+        for line in text.splitlines()
+        if line.startswith("jewelry_http_requests_total{")
+    }
+
+
+def test_made_up_methods_and_paths_add_no_metric_series(client: TestClient) -> None:
+    def junk(start: int, count: int) -> None:
+        for n in range(start, start + count):
+            method = f"JUNK{n}" if n % 3 else f"x{n}" * 50
+            path = "/health/live" if n % 2 else f"/no/such/path/{n}"
+            assert client.request(method, path).status_code in (404, 405)
+
+    junk(0, 20)
+    client.get("/metrics")
+    before = client.get("/metrics").text
+    junk(20, 500)
+    after = client.get("/metrics").text
+    assert _request_label_sets(after) == _request_label_sets(before)
+    assert len(after) < len(before) + 200  # only the counts grew
+    assert 'method="other",route="unmatched",status="404"} 260.0' in after
+    assert 'method="other",route="/health/live",status="405"} 260.0' in after
+    assert "JUNK" not in after

@@ -1,0 +1,211 @@
+"""The HTTP protocol `jewelry-forecast serve` gives uvicorn: uvicorn's own, plus a connection
+limit, timeouts for incomplete requests and TCP_NODELAY.
+
+uvicorn alone keeps a connection that sends its headers one byte at a time open for ever (its
+keep-alive timer stops at the first byte and it has no header timeout), and its
+``limit_concurrency`` counts idle connections and answers 503 to fresh requests when they
+fill it. Here, each worker:
+
+- closes a connection whose request line and headers are not complete HEADER_TIMEOUT_SECONDS
+  after it opened (or after its previous response), and one whose request body pauses for
+  BODY_TIMEOUT_SECONDS;
+- holds at most MAX_CONNECTIONS connections, and never more than its open-file limit allows:
+  at the limit a new connection closes the one that has waited longest for a request (or for
+  the rest of one); only when every other connection has a request in the app's hands is the
+  new one closed instead;
+- sets TCP_NODELAY on every accepted TCP socket. asyncio sets it only on sockets it created
+  with proto IPPROTO_TCP; with several workers uvicorn binds the listening socket itself
+  (proto 0), and the second part of each response then waited for the client's delayed
+  ACK: about 40 ms on every reused connection.
+"""
+
+import asyncio
+import logging
+import resource
+import socket
+from collections import OrderedDict
+from contextlib import suppress
+from dataclasses import asdict, dataclass
+from functools import cache
+from typing import Any
+from weakref import WeakKeyDictionary
+
+from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.server import ServerState
+
+from app.config import Settings
+
+log = logging.getLogger("app.server")
+
+# File descriptors a worker keeps for itself: database connections (three files each for
+# SQLite in WAL mode), log and metrics files, the listening socket and the event loop.
+RESERVED_FILES = 100
+
+
+@dataclass(frozen=True)
+class ConnectionLimits:
+    max_connections: int
+    header_timeout: float
+    body_timeout: float
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "ConnectionLimits":
+        # Past the open-file limit, accept() fails and the connections the limit would have
+        # closed to make room hold every descriptor instead.
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        allowed = settings.MAX_CONNECTIONS
+        if soft != resource.RLIM_INFINITY:
+            allowed = max(1, min(allowed, soft - RESERVED_FILES))
+        return cls(allowed, settings.HEADER_TIMEOUT_SECONDS, settings.BODY_TIMEOUT_SECONDS)
+
+
+@cache
+def worker_limits() -> ConnectionLimits:
+    """Read once per worker process, from the environment the service was started with."""
+    limits = ConnectionLimits.from_settings(Settings())
+    log.info("connection limits", extra={"fields": asdict(limits)})
+    return limits
+
+
+class WorkerConnections:
+    """The guarded connections of one worker: how many are open (not yet being closed), and
+    those waiting for their client, least recently heard from first."""
+
+    def __init__(self) -> None:
+        self.open = 0
+        self.waiting: OrderedDict[GuardedConnection, None] = OrderedDict()
+
+
+# One per uvicorn server (a worker's, or a test's).
+_workers: WeakKeyDictionary[ServerState, WorkerConnections] = WeakKeyDictionary()
+
+
+class GuardedConnection:
+    """Mixed in before one of uvicorn's HTTP/1.1 protocol classes (h11 or httptools), whose
+    ``cycle`` (the current request: ``more_body``, ``response_complete``), ``flow``,
+    ``transport``, ``server_state`` and ``loop`` it reads."""
+
+    cycle: Any
+    flow: Any
+    transport: asyncio.Transport
+    server_state: ServerState
+    loop: asyncio.AbstractEventLoop
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.limits = worker_limits()
+        self.worker = _workers.setdefault(self.server_state, WorkerConnections())
+        self._counted = False
+        # When the connection (accepted just now) last became ready for a request, and when it
+        # last received bytes.
+        self._idle_since = self._heard_at = self.loop.time()
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = float("inf")
+
+    def connection_made(self, transport: asyncio.Transport) -> None:
+        super().connection_made(transport)
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            with suppress(OSError):  # the peer may have gone already
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._counted = True
+        self.worker.open += 1
+        if self.worker.open > self.limits.max_connections:
+            self._make_room()
+        self._track()
+
+    def data_received(self, data: bytes) -> None:
+        self._heard_at = self.loop.time()
+        super().data_received(data)
+        self._track()
+
+    def on_response_complete(self) -> None:
+        self._idle_since = self.loop.time()
+        super().on_response_complete()
+        self._track()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._forget()
+        super().connection_lost(exc)
+
+    def _wait(self) -> tuple[float, str] | None:
+        """What this connection waits for from the client, and until when; None while the
+        app has its request."""
+        cycle = self.cycle
+        if cycle is None or cycle.response_complete:
+            return self._idle_since + self.limits.header_timeout, "request headers"
+        if cycle.more_body:
+            if self.flow.read_paused:
+                # Reading is paused until the app takes what came so far: not the client's fault.
+                self._heard_at = self.loop.time()
+            return self._heard_at + self.limits.body_timeout, "request body"
+        return None
+
+    def _track(self) -> None:
+        """Brings the waiting list and the timer up to date after a change of state."""
+        if self.transport.is_closing():
+            return
+        wait = self._wait()
+        if wait is None:
+            self.worker.waiting.pop(self, None)
+            return
+        self.worker.waiting[self] = None
+        self.worker.waiting.move_to_end(self)
+        if wait[0] < self._timer_at:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer_at = wait[0]
+            self._timer = self.loop.call_at(self._timer_at, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer, self._timer_at = None, float("inf")
+        wait = self._wait()
+        if wait is not None and self.loop.time() >= wait[0]:
+            log.warning(
+                "closed a connection: timed out", extra={"fields": {"waiting_for": wait[1]}}
+            )
+            self._close()
+        else:
+            self._track()
+
+    def _make_room(self) -> None:
+        victim = next(iter(self.worker.waiting), self)
+        closed = "the new one" if victim is self else "the longest waiting for its client"
+        log.warning(
+            "closed a connection: connection limit reached",
+            extra={"fields": {"limit": self.limits.max_connections, "closed": closed}},
+        )
+        victim._close()
+
+    def _close(self) -> None:
+        self._forget()
+        self.transport.close()
+
+    def _forget(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer, self._timer_at = None, float("inf")
+        self.worker.waiting.pop(self, None)
+        if self._counted:
+            self._counted = False
+            self.worker.open -= 1
+
+
+class H11Connection(GuardedConnection, H11Protocol):
+    pass
+
+
+# The class uvicorn's "auto" would pick: httptools when it is installed, else h11. Both are
+# module attributes so that uvicorn can pass them to the worker processes it spawns.
+PROTOCOLS: list[type[asyncio.Protocol]] = [H11Connection]
+try:
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+except ImportError:
+    pass
+else:
+
+    class HttpToolsConnection(GuardedConnection, HttpToolsProtocol):
+        pass
+
+    PROTOCOLS.append(HttpToolsConnection)
+HTTP_PROTOCOL = PROTOCOLS[-1]

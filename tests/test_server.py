@@ -1,0 +1,175 @@
+"""The HTTP protocol of `serve` (app/server.py) in process, for each of uvicorn's protocol
+classes installed: TCP_NODELAY, the timeouts for stalled requests, the connection limit."""
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from uvicorn import Config
+from uvicorn.server import ServerState
+
+from app import server
+from app.server import PROTOCOLS, ConnectionLimits
+
+LIMITS = ConnectionLimits(max_connections=3, header_timeout=0.3, body_timeout=0.3)
+# Far above the timeouts: how long a test waits for something that must happen.
+PATIENCE = 5.0
+GET = b"GET / HTTP/1.1\r\nHost: test\r\n\r\n"
+
+pytestmark = pytest.mark.parametrize("protocol", PROTOCOLS, ids=lambda cls: cls.__name__)
+
+
+async def echo_length(
+    scope: dict[str, Any], receive: Callable[[], Awaitable[Any]], send: Any
+) -> None:
+    """Reads the whole body, answers with its length."""
+    size, more = 0, True
+    while more:
+        message = await receive()
+        size += len(message.get("body", b""))
+        more = message.get("more_body", False)
+    body = str(size).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+@asynccontextmanager
+async def serving(
+    protocol: type[asyncio.Protocol],
+) -> AsyncIterator[tuple[tuple[str, int], ServerState]]:
+    """The protocol behind a listening socket made the way uvicorn makes it for several
+    workers (``Config.bind_socket``: proto 0, so asyncio does not set TCP_NODELAY)."""
+    config = Config(
+        echo_length, host="127.0.0.1", port=0, http=protocol, lifespan="off", log_config=None
+    )
+    config.load()
+    state = ServerState()
+    listener = config.bind_socket()
+    loop = asyncio.get_running_loop()
+    listening = await loop.create_server(
+        lambda: protocol(config=config, server_state=state, app_state={}), sock=listener
+    )
+    try:
+        yield listener.getsockname(), state
+    finally:
+        listening.close()
+        for connection in list(state.connections):
+            connection.transport.close()
+
+
+async def closed_by_server(reader: asyncio.StreamReader) -> bool:
+    """True when the server closes the connection within PATIENCE."""
+    try:
+        return await asyncio.wait_for(reader.read(), PATIENCE) == b""
+    except ConnectionResetError:
+        return True
+
+
+async def answer(reader: asyncio.StreamReader) -> bytes:
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), PATIENCE)
+    length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+    return head.split(b"\r\n")[0] + b" " + await reader.readexactly(length)
+
+
+@pytest.fixture(autouse=True)
+def _small_limits(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(server, "worker_limits", lambda: LIMITS)
+
+
+def test_accepted_sockets_have_tcp_nodelay(protocol: type[asyncio.Protocol]) -> None:
+    async def scenario() -> int:
+        async with serving(protocol) as (address, state):
+            _, writer = await asyncio.open_connection(*address)
+            while not state.connections:
+                await asyncio.sleep(0.01)
+            [connection] = state.connections
+            accepted = connection.transport.get_extra_info("socket")
+            writer.close()
+            return accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+
+    assert asyncio.run(scenario()) != 0
+
+
+def test_requests_on_a_kept_alive_connection_are_answered(protocol: type[asyncio.Protocol]) -> None:
+    async def scenario() -> list[bytes]:
+        async with serving(protocol) as (address, _):
+            reader, writer = await asyncio.open_connection(*address)
+            answers = []
+            for body in (b"", b"x" * 100_000, b"abc"):
+                head = f"POST / HTTP/1.1\r\nHost: test\r\nContent-Length: {len(body)}\r\n\r\n"
+                writer.write(head.encode() + body)
+                answers.append(await answer(reader))
+            writer.close()
+            return answers
+
+    assert asyncio.run(scenario()) == [
+        b"HTTP/1.1 200 OK 0",
+        b"HTTP/1.1 200 OK 100000",
+        b"HTTP/1.1 200 OK 3",
+    ]
+
+
+def test_stalled_headers_and_bodies_are_closed_after_their_timeout(
+    protocol: type[asyncio.Protocol],
+) -> None:
+    async def scenario() -> tuple[bool, bool, float, bool]:
+        async with serving(protocol) as (address, _):
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            # Headers dripping in, each byte well within the timeout, never finished.
+            drip_reader, drip = await asyncio.open_connection(*address)
+            # Headers complete, then a body that stops half-way.
+            body_reader, body = await asyncio.open_connection(*address)
+            body.write(b"POST / HTTP/1.1\r\nHost: test\r\nContent-Length: 10\r\n\r\n12345")
+            for byte in b"GET / HTTP/1.1\r\nHost: te":
+                drip.write(bytes([byte]))
+                await asyncio.sleep(LIMITS.header_timeout / 10)
+                if drip_reader.at_eof():
+                    break
+            dripped_until = loop.time() - started
+            drip_closed = await closed_by_server(drip_reader)
+            body_closed = await closed_by_server(body_reader)
+            # A connection that is answered is left alone by the timers.
+            reader, writer = await asyncio.open_connection(*address)
+            writer.write(GET)
+            fresh = await answer(reader)
+            return drip_closed, body_closed, dripped_until, fresh == b"HTTP/1.1 200 OK 0"
+
+    drip_closed, body_closed, dripped_until, answered = asyncio.run(scenario())
+    assert drip_closed and body_closed and answered
+    # Closed when the header timeout was up, not at the first pause.
+    assert dripped_until >= LIMITS.header_timeout * 0.9
+
+
+def test_at_the_limit_the_longest_waiting_connection_makes_room(
+    protocol: type[asyncio.Protocol], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Timeouts out of the way: only the limit closes connections here.
+    patient = replace(LIMITS, header_timeout=PATIENCE * 2)
+    monkeypatch.setattr(server, "worker_limits", lambda: patient)
+
+    async def scenario() -> tuple[bool, list[bool], bytes]:
+        async with serving(protocol) as (address, _):
+            idle = [await asyncio.open_connection(*address) for _ in range(LIMITS.max_connections)]
+            await asyncio.sleep(0.05)
+            reader, writer = await asyncio.open_connection(*address)
+            writer.write(GET)
+            fresh = await answer(reader)
+            oldest_closed = await closed_by_server(idle[0][0])
+            others_open = [not r.at_eof() for r, _ in idle[1:]]
+            return oldest_closed, others_open, fresh
+
+    oldest_closed, others_open, fresh = asyncio.run(scenario())
+    assert fresh == b"HTTP/1.1 200 OK 0"
+    assert oldest_closed
+    assert all(others_open)
