@@ -14,8 +14,18 @@ import numpy as np
 from tqdm import tqdm
 
 from app.config import Settings
+from app.files import ensure_data_dir, write_secret
 
 DEMO_STORES = ("Aurum & Co", "Goldsmith Lane", "Carat Corner")
+
+
+def _settings(*, keeps_key: bool = False) -> Settings:
+    """The settings, after readying the data directory when this command writes there, so
+    that one the user cannot write fails in one line rather than in SQLite's traceback."""
+    settings = Settings()
+    if keeps_key or settings.is_sqlite:
+        ensure_data_dir(settings.DATA_DIR)
+    return settings
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -23,8 +33,9 @@ def _serve(args: argparse.Namespace) -> int:
 
     from app.logs import configure_logging
 
+    settings = _settings()
     # uvicorn's own lines go through the same JSON formatter as ours.
-    configure_logging(Settings().LOG_LEVEL)
+    configure_logging(settings.LOG_LEVEL)
     uvicorn.run(
         "app.main:create_app",
         factory=True,
@@ -42,7 +53,7 @@ def _migrate(args: argparse.Namespace) -> int:
     from app import migrate
     from app.db import Database
 
-    db = Database(Settings())
+    db = Database(_settings())
     if args.downgrade:
         migrate.downgrade(db.engine, args.downgrade)
     else:
@@ -56,7 +67,7 @@ def _rotate_admin_key(_: argparse.Namespace) -> int:
     from app.main import prepare_database
     from app.services.auth import rotate_admin_key
 
-    settings = Settings()
+    settings = _settings(keeps_key=True)
     if settings.ADMIN_API_KEY is not None:
         print("JEWELRY_ADMIN_API_KEY is set: change it there instead", file=sys.stderr)
         return 2
@@ -70,12 +81,7 @@ def _rotate_admin_key(_: argparse.Namespace) -> int:
 
 
 def _save_admin_key(settings: Settings, key: str) -> None:
-    path = settings.admin_key_file
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Readable by its owner only, from the first byte written.
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w") as file:
-        file.write(key + "\n")
+    write_secret(settings.admin_key_file, key + "\n")
 
 
 def demo_sales(rng: np.random.Generator, n: int) -> list[tuple[float, Decimal, datetime]]:
@@ -101,7 +107,7 @@ def _demo(args: argparse.Namespace) -> int:
     from app.security import Caller
     from app.services import sales, stores, training
 
-    settings = Settings()
+    settings = _settings(keeps_key=True)
     db = Database(settings)
     new_key = prepare_database(db, settings)
     if new_key is not None:
