@@ -3,10 +3,12 @@
 import argparse
 import json
 import os
+import signal
 import sys
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from types import FrameType
 from typing import Any, BinaryIO
 
 import httpx
@@ -28,6 +30,13 @@ def _settings(*, keeps_key: bool = False) -> Settings:
     return settings
 
 
+def _stop(_signal: int, _frame: FrameType | None) -> None:
+    # uvicorn finishes the requests in flight on SIGTERM, then raises the signal again for
+    # the handler it found, which by default ends the process with status -15: a supervisor
+    # would report a clean stop it asked for as a failure.
+    raise SystemExit(0)
+
+
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -36,6 +45,7 @@ def _serve(args: argparse.Namespace) -> int:
     settings = _settings()
     # uvicorn's own lines go through the same JSON formatter as ours.
     configure_logging(settings.LOG_LEVEL)
+    signal.signal(signal.SIGTERM, _stop)
     uvicorn.run(
         "app.main:create_app",
         factory=True,
