@@ -50,8 +50,8 @@ def _serve(args: argparse.Namespace) -> int:
         "app.main:create_app",
         factory=True,
         log_config=None,
-        host=args.host,
-        port=args.port,
+        host=settings.HOST if args.host is None else args.host,
+        port=settings.PORT if args.port is None else args.port,
         workers=args.workers,
         timeout_graceful_shutdown=args.graceful_timeout,
         proxy_headers=True,
@@ -145,7 +145,9 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _demo_banner(args: argparse.Namespace, settings: Settings) -> int:
-    base = f"http://{args.host}:{args.port}"
+    host = settings.HOST if args.host is None else args.host
+    port = settings.PORT if args.port is None else args.port
+    base = f"http://{host}:{port}"
     if settings.ADMIN_API_KEY is not None:
         where = "the admin key is JEWELRY_ADMIN_API_KEY"
     elif settings.admin_key_file.exists():
@@ -223,8 +225,8 @@ def parser() -> argparse.ArgumentParser:
     commands = root.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="run the HTTP service")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--host", help="default: $JEWELRY_HOST or 127.0.0.1")
+    serve.add_argument("--port", type=int, help="default: $JEWELRY_PORT or 8000")
     serve.add_argument("--workers", type=int, default=1)
     serve.add_argument("--graceful-timeout", type=int, default=20, help="seconds")
     serve.set_defaults(run=_serve)
@@ -236,8 +238,8 @@ def parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="load three stores with sample sales and train")
     demo.add_argument("--sales", type=int, default=300)
     demo.add_argument("--seed", type=int, default=42)
-    demo.add_argument("--host", default="127.0.0.1")
-    demo.add_argument("--port", type=int, default=8000)
+    demo.add_argument("--host", help="for the banner; default: $JEWELRY_HOST or 127.0.0.1")
+    demo.add_argument("--port", type=int, help="for the banner; default: $JEWELRY_PORT or 8000")
     demo.set_defaults(run=_demo)
 
     rotate = commands.add_parser("rotate-admin-key", help="replace the generated admin key")
