@@ -3,10 +3,10 @@ FROM python:3.11-slim AS build
 ENV UV_COMPILE_BYTECODE=1 UV_LINK_MODE=copy UV_PYTHON_DOWNLOADS=never
 RUN pip install --no-cache-dir uv==0.13.9
 WORKDIR /srv/jewelry
-# Dependencies first, so that a code change does not reinstall them.
-COPY pyproject.toml uv.lock README.md ./
+# Dependencies first, so that a change to the code or the README does not reinstall them.
+COPY pyproject.toml uv.lock ./
 RUN uv sync --frozen --no-dev --no-install-project
-COPY alembic.ini ./
+COPY README.md alembic.ini ./
 COPY app ./app
 COPY models ./models
 COPY migrations ./migrations
