@@ -17,6 +17,7 @@ from sqlalchemy import text
 
 from app.config import Settings
 from app.db import Database
+from app.files import ensure_data_dir
 
 CLI = str(Path(sys.executable).parent / "jewelry-forecast")
 NOBODY = 65534
@@ -91,6 +92,14 @@ def test_an_existing_database_that_others_could_read_is_tightened(tmp_path: Path
         db.dispose()
     finally:
         older.close()
+
+
+def test_a_shared_sticky_directory_is_not_taken_from_the_others(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)  # as /tmp is, were JEWELRY_DATA_DIR pointed there
+    ensure_data_dir(shared)
+    assert mode(shared) == 0o1777
 
 
 @pytest.fixture
