@@ -4,7 +4,7 @@ UV_VERSION := 0.13.9
 UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 VENV := .venv/bin
 
-.PHONY: setup run test lint format bench fuzz clean
+.PHONY: setup run test lint format bench fuzz container-check clean
 
 $(UV):
 	python3 -m pip install --quiet --target .tools/lib uv==$(UV_VERSION)
@@ -48,6 +48,11 @@ fuzz: setup
 bench: setup
 	$(VENV)/python bench/bench_fit.py
 	$(VENV)/python bench/bench_predict.py 2>/dev/null
+
+# Build the image with buildah and run it with podman, as CI does: no Docker engine needed
+# (root; installs the tools with apt-get; see tests/container/check.py).
+container-check:
+	python3 tests/container/check.py
 
 clean:
 	rm -rf .venv .tools .fuzz data .pytest_cache .ruff_cache .hypothesis

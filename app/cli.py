@@ -17,8 +17,18 @@ import numpy as np
 from tqdm import tqdm
 
 from app.config import METRICS_DIR_VARIABLE, Settings
+from app.files import ensure_data_dir, write_secret
 
 DEMO_STORES = ("Aurum & Co", "Goldsmith Lane", "Carat Corner")
+
+
+def _settings(*, keeps_key: bool = False) -> Settings:
+    """The settings, after readying the data directory when this command writes there, so
+    that one the user cannot write fails in one line rather than in SQLite's traceback."""
+    settings = Settings()
+    if keeps_key or settings.is_sqlite:
+        ensure_data_dir(settings.DATA_DIR)
+    return settings
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -42,15 +52,15 @@ def _run_uvicorn(args: argparse.Namespace) -> int:
     from app.logs import configure_logging
     from app.server import HTTP_PROTOCOL
 
-    settings = Settings()
+    settings = _settings()
     # uvicorn's own lines go through the same JSON formatter as ours.
     configure_logging(settings.LOG_LEVEL, settings.LOG_REPEAT_SECONDS)
     uvicorn.run(
         "app.main:create_app",
         factory=True,
         log_config=None,
-        host=args.host,
-        port=args.port,
+        host=settings.HOST if args.host is None else args.host,
+        port=settings.PORT if args.port is None else args.port,
         workers=args.workers,
         timeout_graceful_shutdown=args.graceful_timeout,
         proxy_headers=True,
@@ -66,7 +76,7 @@ def _migrate(args: argparse.Namespace) -> int:
     from app import migrate
     from app.db import Database
 
-    db = Database(Settings())
+    db = Database(_settings())
     if args.downgrade:
         migrate.downgrade(db.engine, args.downgrade)
     else:
@@ -80,7 +90,7 @@ def _rotate_admin_key(_: argparse.Namespace) -> int:
     from app.main import prepare_database
     from app.services.auth import rotate_admin_key
 
-    settings = Settings()
+    settings = _settings(keeps_key=True)
     if settings.ADMIN_API_KEY is not None:
         print("JEWELRY_ADMIN_API_KEY is set: change it there instead", file=sys.stderr)
         return 2
@@ -94,12 +104,7 @@ def _rotate_admin_key(_: argparse.Namespace) -> int:
 
 
 def _save_admin_key(settings: Settings, key: str) -> None:
-    path = settings.admin_key_file
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Readable by its owner only, from the first byte written.
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w") as file:
-        file.write(key + "\n")
+    write_secret(settings.admin_key_file, key + "\n")
 
 
 def demo_sales(rng: np.random.Generator, n: int) -> list[tuple[float, Decimal, datetime]]:
@@ -125,7 +130,7 @@ def _demo(args: argparse.Namespace) -> int:
     from app.security import Caller
     from app.services import sales, stores, training
 
-    settings = Settings()
+    settings = _settings(keeps_key=True)
     db = Database(settings)
     new_key = prepare_database(db, settings)
     if new_key is not None:
@@ -153,7 +158,9 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _demo_banner(args: argparse.Namespace, settings: Settings) -> int:
-    base = f"http://{args.host}:{args.port}"
+    host = settings.HOST if args.host is None else args.host
+    port = settings.PORT if args.port is None else args.port
+    base = f"http://{host}:{port}"
     if settings.ADMIN_API_KEY is not None:
         where = "the admin key is JEWELRY_ADMIN_API_KEY"
     elif settings.admin_key_file.exists():
@@ -231,8 +238,8 @@ def parser() -> argparse.ArgumentParser:
     commands = root.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="run the HTTP service")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--host", help="default: $JEWELRY_HOST or 127.0.0.1")
+    serve.add_argument("--port", type=int, help="default: $JEWELRY_PORT or 8000")
     serve.add_argument("--workers", type=int, default=1)
     serve.add_argument("--graceful-timeout", type=int, default=20, help="seconds")
     serve.set_defaults(run=_serve)
@@ -244,8 +251,8 @@ def parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="load three stores with sample sales and train")
     demo.add_argument("--sales", type=int, default=300)
     demo.add_argument("--seed", type=int, default=42)
-    demo.add_argument("--host", default="127.0.0.1")
-    demo.add_argument("--port", type=int, default=8000)
+    demo.add_argument("--host", help="for the banner; default: $JEWELRY_HOST or 127.0.0.1")
+    demo.add_argument("--port", type=int, help="for the banner; default: $JEWELRY_PORT or 8000")
     demo.set_defaults(run=_demo)
 
     rotate = commands.add_parser("rotate-admin-key", help="replace the generated admin key")

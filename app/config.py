@@ -22,6 +22,11 @@ class Settings(BaseSettings):
     # None means: generate one at first start, keep only its hash, print it once.
     ADMIN_API_KEY: SecretStr | None = None
     PUBLIC_READS: bool = True
+    # Where `jewelry-forecast serve` listens, and what `demo` prints: loopback unless told
+    # otherwise. The image sets 0.0.0.0, as a published port reaches a container through its
+    # own network interface.
+    HOST: str = "127.0.0.1"
+    PORT: int = Field(8000, ge=1, le=65535)
     MIGRATE_ON_START: bool = True
 
     MAX_BATCH_RECORDS: int = Field(10_000, ge=1)

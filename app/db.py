@@ -10,6 +10,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
+from app.files import create_sqlite_file
 
 # Execution option that makes a SQLite transaction take the write lock when it begins, so a
 # writer waits for the lock up front (busy timeout) instead of failing half-way on upgrade.
@@ -24,10 +25,17 @@ def make_engine(settings: Settings) -> Engine:
     if url.get_backend_name() != "sqlite":
         return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
 
-    if url.database and url.database != ":memory:":
-        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url, connect_args={"check_same_thread": False})
     busy_ms = settings.SQLITE_BUSY_TIMEOUT_MS
+
+    if url.database and url.database != ":memory:":
+        database = Path(url.database)
+
+        @event.listens_for(engine, "do_connect")
+        def _create_private_file(*_: Any) -> None:
+            # Here rather than now: building an engine (importing app.main does) stays
+            # free of side effects on disk.
+            create_sqlite_file(database)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:

@@ -1,17 +1,22 @@
-"""`jewelry-forecast demo`, `migrate` and `rotate-admin-key` on a fresh data folder."""
+"""`jewelry-forecast demo`, `migrate`, `rotate-admin-key` and `serve` on a fresh data folder."""
 
+import contextlib
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import httpx
 from sqlalchemy import func, select
 
 from app.config import Settings
 from app.db import Database
 from app.orm import ModelVersion, Sale, Store
 from app.services import registry
+from tests.servers import LOOPBACK, free_port
 
 CLI = str(Path(sys.executable).parent / "jewelry-forecast")
 
@@ -62,3 +67,39 @@ def test_migrate_down_and_up(tmp_path: Path) -> None:
     down = run(tmp_path, "migrate", "--downgrade", "base")
     assert "schema at None" in down.stdout
     assert re.search(r"schema at [0-9a-f]{12}", run(tmp_path, "migrate").stdout)
+
+
+def test_the_demo_banner_and_serve_take_host_and_port_from_the_environment(
+    tmp_path: Path,
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JEWELRY_")}
+    env |= {"JEWELRY_DATA_DIR": str(tmp_path), "JEWELRY_HOST": LOOPBACK, "JEWELRY_PORT": "8123"}
+    banner = subprocess.run([CLI, "demo"], env=env, capture_output=True, text=True, timeout=120)
+    assert f"http://{LOOPBACK}:8123/docs" in banner.stdout
+
+    # A port found free may be taken before the server binds it: then try another.
+    for _ in range(3):
+        env["JEWELRY_PORT"] = str(port := free_port())
+        server = subprocess.Popen([CLI, "serve"], env=env, stderr=subprocess.PIPE, text=True)
+        try:
+            live = answers_live(port, server)
+            if live:
+                server.send_signal(signal.SIGTERM)
+            _, log = server.communicate(timeout=30)
+        finally:
+            server.kill()
+        if live or "address already in use" not in log.lower():
+            break
+    assert live, log[-2000:]
+    # A stop that was asked for is a success (uvicorn alone would exit with -SIGTERM).
+    assert server.returncode == 0, log[-2000:]
+
+
+def answers_live(port: int, server: subprocess.Popen[str], timeout: float = 60) -> bool:
+    deadline = time.monotonic() + timeout
+    while server.poll() is None and time.monotonic() < deadline:
+        with contextlib.suppress(httpx.TransportError):
+            if httpx.get(f"http://{LOOPBACK}:{port}/health/live").status_code == 200:
+                return True
+        time.sleep(0.1)
+    return False

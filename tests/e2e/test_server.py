@@ -1,7 +1,6 @@
 """The service as a user runs it: `jewelry-forecast serve` in its own process, over real HTTP."""
 
 import json
-import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -55,8 +54,8 @@ def test_a_store_sells_the_operator_trains_and_rolls_back(server: Server) -> Non
         assert "jewelry_http_requests_total" in http.get("/metrics").text
 
     server.terminate()
-    # uvicorn finishes in-flight work, then re-raises the signal as its exit status.
-    assert server.wait(timeout=15) in (0, -signal.SIGTERM)
+    # A stop that was asked for is a success: supervisors report anything else as a failure.
+    assert server.wait(timeout=15) == 0
     assert '"message": "Application shutdown complete."' in server.log()
 
 
