@@ -137,12 +137,13 @@ function renderGlance(prices, active) {
   $("no-model").hidden = !problem;
   $("glance-cards").hidden = Boolean(problem);
   if (problem) {
-    text(
-      "no-model",
+    const [title, hint] =
       problem.status === 409
-        ? `No model yet: ${problem.message}. ` +
-            "Once stores have sent sales, train one with the form below."
-        : `The prices could not be read: ${problem.message}`,
+        ? ["No model yet.", "Once stores have sent sales, train one with the form below."]
+        : ["The prices could not be read.", ""];
+    $("no-model").replaceChildren(
+      element("strong", { text: title }),
+      ` The service says: “${problem.message}”. ${hint}`,
     );
     return;
   }
@@ -327,7 +328,7 @@ function registryRow(model) {
   });
   activate.disabled = model.active || model.status === "not_converged";
   activate.addEventListener("click", () =>
-    asAdmin($("registry-status"), async () => {
+    asAdmin($("registry-status"), `Version ${model.version} was not activated`, async () => {
       await api(`/api/v1/models/${model.version}/activate`, { method: "POST" });
       say($("registry-status"), `Version ${model.version} is active now.`, "success");
       state.chartVersion = model.version;
@@ -341,7 +342,7 @@ function registryRow(model) {
   remove.disabled = model.active;
   remove.addEventListener("click", () => {
     if (!confirm(`Delete model version ${model.version}? This cannot be undone.`)) return;
-    asAdmin($("registry-status"), async () => {
+    asAdmin($("registry-status"), `Version ${model.version} was not deleted`, async () => {
       await api(`/api/v1/models/${model.version}`, { method: "DELETE" });
       say($("registry-status"), `Version ${model.version} was deleted.`, "success");
     });
@@ -375,8 +376,9 @@ async function olderVersions() {
   renderVersionChoice();
 }
 
-/** Runs an admin action, asking for the key first when there is none; refreshes after. */
-async function asAdmin(status, action) {
+/** Runs an admin action, asking for the key first when there is none; refreshes after.
+ * A refusal is shown in `status`, after `failure` (what did not happen). */
+async function asAdmin(status, failure, action) {
   if (!apiKey.get() && !(await askForKey("This action needs the admin key."))) return;
   try {
     await action();
@@ -384,7 +386,8 @@ async function asAdmin(status, action) {
     if (error instanceof Unreachable) return showUnreachable(error);
     if (!(error instanceof ApiError)) throw error;
     const refused = error.status === 401 || error.status === 403;
-    say(status, refused ? `The key was refused: ${error.message}.` : error.message, "error");
+    const why = refused ? `the key was refused (${error.message})` : error.message;
+    say(status, `${failure}: ${why}`, "error");
     if (error.status === 409) await refresh(); // the registry changed under us
     return;
   }
@@ -421,9 +424,9 @@ async function train(event) {
   const result = $("train-result");
   const submit = $("train-submit");
   submit.disabled = true;
-  say(result, "Training…");
   try {
-    await asAdmin(result, async () => {
+    await asAdmin(result, "Training failed", async () => {
+      say(result, "Training…");
       const model = await api("/api/v1/train", { method: "POST", body: trainingBody() });
       state.chartVersion = model.version;
       say(result, trainedMessage(model), model.status === "not_converged" ? "warn" : "success");
@@ -480,7 +483,7 @@ function renderVersionChoice() {
       }),
     ),
   );
-  select.disabled = !versions.length;
+  select.closest(".controls").hidden = !versions.length;
   if (state.chartVersion !== null) select.value = String(state.chartVersion);
 }
 

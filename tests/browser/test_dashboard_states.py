@@ -30,7 +30,7 @@ def test_empty_failed_and_unreachable_states(open_page: OpenPage, tmp_path: Path
             expect(failure).to_be_visible()
             refused = api.post("/api/v1/train", json={})
             assert refused.status_code == 422
-            expect(failure).to_have_text(refused.json()["detail"][0]["msg"])
+            expect(failure).to_have_text(f"Training failed: {refused.json()['detail'][0]['msg']}")
 
             # Sales arrive: they are plotted, still without a model line.
             store = api.post("/api/v1/stores", json={"name": "Main Street"}).json()
