@@ -41,6 +41,7 @@ KEY_SLOT = "jewelry-forecast.api-key"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 WIDE = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
+TABLET = {"width": 800, "height": 1000}
 
 expect.set_options(timeout=15_000)
 

@@ -9,10 +9,11 @@ from decimal import Decimal
 from pathlib import Path
 
 import httpx
+import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from app.routes.web import CONTENT_SECURITY_POLICY
-from tests.browser.conftest import KEY_SLOT, PHONE, OpenPage, save_screenshot
+from tests.browser.conftest import KEY_SLOT, PHONE, TABLET, OpenPage, save_screenshot
 from tests.helpers import ADMIN_KEY
 from tests.servers import Server
 
@@ -215,21 +216,23 @@ def test_without_a_key_the_page_asks_for_one_and_keeps_it_in_the_tab_only(
     assert page.evaluate(f"sessionStorage.getItem({KEY_SLOT!r})") is None
 
 
-def test_the_page_fits_a_phone_screen(
-    demo: Server, open_page: OpenPage, browser: Browser, tmp_path: Path
+@pytest.mark.parametrize("viewport", [PHONE, TABLET], ids=["phone", "tablet"])
+def test_the_page_fits_narrow_screens(
+    viewport: dict, demo: Server, open_page: OpenPage, browser: Browser, tmp_path: Path
 ) -> None:
-    watched = open_page(demo, viewport=PHONE)
+    watched = open_page(demo, viewport=viewport)
     page = watched.page
     expect(page.locator("#sales-chart circle.sale").first).to_be_visible()
-    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
-    # HTML boxes only: an SVG shape's box ignores the clipping that keeps it in its chart.
+    assert page.evaluate("document.documentElement.scrollWidth") <= viewport["width"]
+    # Nothing sticks out of its box either. HTML boxes only: an SVG shape's box ignores the
+    # clipping that keeps it inside its chart.
     widest = page.evaluate(
         """() => Math.max(...[...document.querySelectorAll("body *")]
             .filter((e) => !(e instanceof SVGElement) || e.tagName === "svg")
             .map((e) => e.getBoundingClientRect().right))"""
     )
-    assert widest <= PHONE["width"]
-    save_screenshot(watched, browser, tmp_path, "dashboard-phone.png")
+    assert widest <= viewport["width"]
+    save_screenshot(watched, browser, tmp_path, f"dashboard-{viewport['width']}px.png")
 
 
 def test_training_from_the_form_adds_a_version_and_updates_the_charts(
