@@ -4,7 +4,7 @@ UV_VERSION := 0.13.9
 UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 VENV := .venv/bin
 
-.PHONY: setup run test lint format bench fuzz container-check clean
+.PHONY: setup chromium run test lint format bench fuzz container-check clean
 
 $(UV):
 	python3 -m pip install --quiet --target .tools/lib uv==$(UV_VERSION)
@@ -17,7 +17,18 @@ run: setup
 	$(VENV)/jewelry-forecast demo
 	exec $(VENV)/jewelry-forecast serve
 
-test: setup lint
+# The dashboard's browser tests drive Debian's Chromium: Playwright's own browser download
+# cannot run on machines that reach only package registries.
+CHROMIUM := /usr/bin/chromium
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+
+$(CHROMIUM):
+	$(SUDO) apt-get update
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium
+
+chromium: $(CHROMIUM)
+
+test: chromium setup lint
 	$(VENV)/pytest
 
 lint:

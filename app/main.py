@@ -18,7 +18,7 @@ from app.errors import install_error_handlers
 from app.logs import configure_logging
 from app.metrics import Metrics
 from app.middleware import ServiceMiddleware
-from app.routes import health, operations, pricing, registry, sales, stores, training
+from app.routes import health, operations, pricing, registry, sales, stores, training, web
 from app.schemas import ERROR_RESPONSES
 from app.services.auth import ensure_admin_key
 from app.services.live import LiveAccuracyTracker
@@ -134,7 +134,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_body=settings.MAX_BODY_BYTES,
         max_upload=settings.MAX_UPLOAD_BYTES,
     )
-    for module in (health, stores, sales, training, registry, pricing, operations):
+    for module in (health, stores, sales, training, registry, pricing, operations, web):
         app.include_router(module.router)
     return app
 
