@@ -30,7 +30,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from models.errors import DivergenceError, InvalidParameterError, MismatchedLengthError
-from models.stats import SufficientStats, as_sales_arrays
+from models.stats import SufficientStats
+from models.validation import as_sales_arrays
 
 __all__ = [
     "ChunkSource",

@@ -24,12 +24,12 @@ from models.errors import (
     ConvergenceWarning,
     InvalidParameterError,
     ModelError,
-    NonFiniteDataError,
     NotFittedError,
 )
 from models.history import CostHistory
 from models.report import FitReport, build_report, prediction_interval
-from models.stats import SufficientStats, as_sales_arrays, check_fittable
+from models.stats import SufficientStats, check_fittable
+from models.validation import as_sales_arrays, carats_to_price, check_priceable, finite_float
 
 __all__ = ["RingPriceRegressor"]
 
@@ -427,8 +427,8 @@ class RingPriceRegressor:
         self, stats: SufficientStats, space: FeatureSpace, q: Quadratic, result: DescentResult
     ) -> None:
         silver, gold = space.to_prices(result.theta0, result.theta1)
-        if not (math.isfinite(silver) and math.isfinite(gold)):
-            raise NonFiniteDataError("the fitted prices are not finite numbers")
+        silver = finite_float(silver, "the fitted silver price")
+        gold = finite_float(gold, "the fitted gold price per carat")
         best_gold = stats.sxy / stats.sxx
         best_silver = stats.mean_y - best_gold * stats.mean_x
         gold_scale = stats.std_y / stats.std_x
@@ -462,15 +462,6 @@ class RingPriceRegressor:
                 "this RingPriceRegressor is not fitted yet: call fit, fit_stats or fit_chunks first"
             )
 
-    def _carats(self, carats: ArrayLike) -> NDArray[np.float64]:
-        try:
-            x = np.asarray(carats, dtype=np.float64)
-        except (TypeError, ValueError) as exc:
-            raise NonFiniteDataError(f"carats to price must be numbers: {exc}") from None
-        if not np.all(np.isfinite(x)):
-            raise NonFiniteDataError("carats to price must be finite numbers")
-        return x
-
     def predict(self, carats: ArrayLike) -> NDArray[np.float64]:
         """Predicted prices, same shape as ``carats``.
 
@@ -480,11 +471,10 @@ class RingPriceRegressor:
         array([116.6667, 216.6667])
         """
         self._check_fitted()
-        x = self._carats(carats)
+        x = carats_to_price(carats)
         with np.errstate(over="ignore", invalid="ignore"):
             price = np.asarray(self.silver_price_ + self.gold_price_per_carat_ * x)
-        if not np.all(np.isfinite(price)):
-            raise NonFiniteDataError("carats are too large to price: the prediction overflows")
+        check_priceable(price, "prediction")
         return price
 
     def prediction_interval(
@@ -501,7 +491,7 @@ class RingPriceRegressor:
         """
         self._check_fitted()
         return prediction_interval(
-            self.stats_, self.silver_price_, self.gold_price_per_carat_, self._carats(carats), level
+            self.stats_, self.silver_price_, self.gold_price_per_carat_, carats, level
         )
 
     # ---- serialisation ------------------------------------------------------------------
@@ -561,12 +551,10 @@ class RingPriceRegressor:
         try:
             reg = cls(**dict(data["params"]))
             reg._settings()
-            silver = float(data["silver_price"])
-            gold = float(data["gold_price_per_carat"])
-            if not (math.isfinite(silver) and math.isfinite(gold)):
-                raise InvalidParameterError("serialised prices must be finite")
-            reg.silver_price_ = silver
-            reg.gold_price_per_carat_ = gold
+            reg.silver_price_ = finite_float(data["silver_price"], "silver_price")
+            reg.gold_price_per_carat_ = finite_float(
+                data["gold_price_per_carat"], "gold_price_per_carat"
+            )
             reg.n_iter_ = int(data["n_iter"])
             reg.converged_ = bool(data["converged"])
             reg.gradient_norm_ = float(data["gradient_norm"])

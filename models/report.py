@@ -23,6 +23,7 @@ from scipy.special import stdtrit
 
 from models.errors import InvalidParameterError, NonFiniteDataError
 from models.stats import SufficientStats
+from models.validation import carats_to_price, check_priceable
 
 __all__ = [
     "FitReport",
@@ -243,9 +244,7 @@ def prediction_interval(
     n = stats.n
     if n <= 2:
         return None
-    x0 = np.asarray(carats, dtype=np.float64)
-    if not np.all(np.isfinite(x0)):
-        raise NonFiniteDataError("carats to price must be finite numbers")
+    x0 = carats_to_price(carats)
     rse = math.sqrt(sse_at(stats, silver, gold) / (n - 2))
     q = t_quantile(level, n - 2)
     d = x0 - stats.mean_x
@@ -253,6 +252,6 @@ def prediction_interval(
         half = q * rse * np.sqrt(1.0 + 1.0 / n + d * d / stats.sxx)
         centre = silver + gold * x0
         low, high = centre - half, centre + half
-    if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high))):
-        raise NonFiniteDataError("carats are too large to price: the interval overflows")
+    check_priceable(low, "interval")
+    check_priceable(high, "interval")
     return np.asarray(low), np.asarray(high)

@@ -18,16 +18,10 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from models.errors import (
-    DegenerateDataError,
-    InvalidDataError,
-    MismatchedLengthError,
-    NonFiniteDataError,
-    NonPositiveCaratsError,
-    NoSalesError,
-)
+from models.errors import DegenerateDataError, InvalidDataError, NonFiniteDataError, NoSalesError
+from models.validation import as_float_array, as_sales_arrays, check_same_length, finite_float
 
-__all__ = ["SufficientStats", "as_sales_arrays", "check_fittable"]
+__all__ = ["SufficientStats", "check_fittable"]
 
 _SUM_FIELDS = ("sum_x", "sum_y", "sum_xx", "sum_xy", "sum_yy")
 _FIELDS = ("n", "shift_x", "shift_y", *_SUM_FIELDS)
@@ -43,72 +37,6 @@ _SHIFT_SAMPLE = 4096
 
 # Rows per block of the statistics pass: two buffers of this many float64 fit in L2 cache.
 _BLOCK = 32768
-
-
-def _as_float_array(values: ArrayLike, name: str) -> NDArray[np.float64]:
-    try:
-        array = np.asarray(values, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise InvalidDataError(f"{name} must be numbers: {exc}") from None
-    if array.ndim != 1:
-        raise InvalidDataError(
-            f"{name} must be a one-dimensional sequence, got shape {array.shape}"
-        )
-    return array
-
-
-def _describe_non_finite(array: NDArray[np.float64], name: str) -> str | None:
-    bad = np.flatnonzero(~np.isfinite(array))
-    if bad.size == 0:
-        return None
-    return (
-        f"{name} contain {bad.size} non-finite value(s) (NaN or infinity), "
-        f"first at index {int(bad[0])}: {array[bad[0]]!r}"
-    )
-
-
-def as_sales_arrays(
-    carats: ArrayLike, prices: ArrayLike
-) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """Validate one batch of sales and return it as two float64 arrays.
-
-    Parameters
-    ----------
-    carats, prices : array_like
-        One-dimensional, same length, finite; carats strictly positive.
-
-    Returns
-    -------
-    tuple of numpy.ndarray
-        ``(carats, prices)`` as float64 (no copy when already float64).
-
-    Raises
-    ------
-    MismatchedLengthError, NonFiniteDataError, NonPositiveCaratsError, InvalidDataError
-
-    Examples
-    --------
-    >>> x, y = as_sales_arrays([1, 2], [150, 250])
-    >>> x.dtype.name, y.tolist()
-    ('float64', [150.0, 250.0])
-    """
-    x = _as_float_array(carats, "carats")
-    y = _as_float_array(prices, "prices")
-    if x.shape != y.shape:
-        raise MismatchedLengthError(
-            f"carats and prices must have the same length, got {x.size} carats and {y.size} prices"
-        )
-    if x.size == 0:
-        return x, y
-    for array, name in ((x, "carats"), (y, "prices")):
-        problem = _describe_non_finite(array, name)
-        if problem is not None:
-            raise NonFiniteDataError(problem)
-    smallest = float(x.min())
-    if smallest <= 0.0:
-        index = int(np.argmin(x))
-        raise NonPositiveCaratsError(f"carats must be > 0, got {smallest!r} at index {index}")
-    return x, y
 
 
 def _shifted_sums(
@@ -134,16 +62,6 @@ def _shifted_sums(
         suv += float(np.dot(u, v))
         svv += float(np.dot(v, v))
     return su, sv, suu, suv, svv
-
-
-def _finite_float(value: Any, name: str) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise InvalidDataError(f"{name} must be a number, got {value!r}") from None
-    if not math.isfinite(number):
-        raise NonFiniteDataError(f"{name} must be finite, got {number!r}")
-    return number
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,7 +110,7 @@ class SufficientStats:
             raise InvalidDataError(f"n must be >= 0, got {n}")
         object.__setattr__(self, "n", int(n))
         for name in _FIELDS[1:]:
-            object.__setattr__(self, name, _finite_float(getattr(self, name), name))
+            object.__setattr__(self, name, finite_float(getattr(self, name), name))
         if self.sum_xx < 0.0 or self.sum_yy < 0.0:
             raise InvalidDataError(
                 f"sum_xx and sum_yy are sums of squares and must be >= 0, "
@@ -243,10 +161,9 @@ class SufficientStats:
         >>> s.shift_x, s.sxx
         (18.25, 0.125)
         """
-        x = _as_float_array(carats, "carats")
-        y = _as_float_array(prices, "prices")
-        if x.shape != y.shape:
-            as_sales_arrays(x, y)  # raises the length mismatch with its message
+        x = as_float_array(carats, "carats")
+        y = as_float_array(prices, "prices")
+        check_same_length(x, y)
         n = int(x.size)
         if n == 0:
             return cls(
@@ -255,8 +172,8 @@ class SufficientStats:
                 shift_y=0.0 if shift_y is None else shift_y,
             )
         step = max(1, n // _SHIFT_SAMPLE)
-        given_x = None if shift_x is None else _finite_float(shift_x, "shift_x")
-        given_y = None if shift_y is None else _finite_float(shift_y, "shift_y")
+        given_x = None if shift_x is None else finite_float(shift_x, "shift_x")
+        given_y = None if shift_y is None else finite_float(shift_y, "shift_y")
         with np.errstate(over="ignore", invalid="ignore"):
             sx = float(x[::step].mean()) if given_x is None else given_x
             sy = float(y[::step].mean()) if given_y is None else given_y
