@@ -70,7 +70,9 @@ class SufficientStats:
 
     With ``u = x - shift_x`` and ``v = y - shift_y`` the fields are ``n``, ``sum_x = sum u``,
     ``sum_y = sum v``, ``sum_xx = sum u^2``, ``sum_xy = sum u v`` and ``sum_yy = sum v^2``:
-    exactly one row of ``SELECT count(*), sum(carats - :sx), ...``. Two sets merge with ``+``.
+    exactly one row of ``SELECT count(*), sum(carats - :sx), ...``. Two sets merge with ``+``,
+    and ``-`` takes a subset (sales since deleted) back out. ``SufficientStats(0, sx, sy)``
+    is no sales, summed around ``(sx, sy)``.
 
     Parameters
     ----------
@@ -120,17 +122,6 @@ class SufficientStats:
             raise InvalidDataError("with n = 0 every sum must be 0")
 
     # ---- construction -------------------------------------------------------------------
-
-    @classmethod
-    def empty(cls) -> SufficientStats:
-        """Statistics of no sales: the neutral element of ``+``.
-
-        Examples
-        --------
-        >>> SufficientStats.empty().n
-        0
-        """
-        return cls(n=0)
 
     @classmethod
     def from_arrays(
@@ -281,7 +272,7 @@ class SufficientStats:
         """Whether at least two carat values differ by more than rounding noise."""
         if self.n < 2:
             return False
-        floor = _DISTINCT_ULPS * np.spacing(abs(self.mean_x) + abs(self.shift_x))
+        floor = _DISTINCT_ULPS * float(np.spacing(abs(self.mean_x) + abs(self.shift_x)))
         return self.sxx > self.n * floor * floor
 
     # ---- combination and serialisation --------------------------------------------------
@@ -322,17 +313,57 @@ class SufficientStats:
         # the accurate direction (as in Chan, Golub and LeVeque's pairwise variance update).
         mx = (self.n * self.mean_x + other.n * other.mean_x) / n
         my = (self.n * self.mean_y + other.n * other.mean_y) / n
+        return self._combined(other, n, mx, my, 1.0)
+
+    def __sub__(self, other: object) -> SufficientStats:
+        """The sales of ``self`` without those of ``other``, a subset of them: ``+`` undone.
+
+        Only the sums are known, so nothing checks that ``other`` is a subset; a rounding
+        residue that would make a sum of squares negative is clamped to 0, and removing every
+        sale leaves zero sums around ``self``'s reference point.
+
+        Examples
+        --------
+        >>> a = SufficientStats.from_arrays([1.0, 2.0, 3.0], [150.0, 250.0, 250.0])
+        >>> b = SufficientStats.from_arrays([3.0], [250.0])
+        >>> rest = a - b
+        >>> rest.n, rest.mean_x, rest.sxy / rest.sxx
+        (2, 1.5, 100.0)
+        >>> (a - a).n, (a - a).sum_xx
+        (0, 0.0)
+        """
+        if not isinstance(other, SufficientStats):
+            return NotImplemented
+        if other.n == 0:
+            return self
+        n = self.n - other.n
+        if n < 0:
+            raise InvalidDataError(
+                f"cannot take statistics of {other.n} sales out of statistics of {self.n}"
+            )
+        if n == 0:
+            return SufficientStats(0, self.shift_x, self.shift_y)
+        # Around the remaining sales' own mean, as for +; the subtraction itself may cancel
+        # (a few sales left of many), which no choice of reference point avoids.
+        mx = (self.n * self.mean_x - other.n * other.mean_x) / n
+        my = (self.n * self.mean_y - other.n * other.mean_y) / n
+        return self._combined(other, n, mx, my, -1.0)
+
+    def _combined(
+        self, other: SufficientStats, n: int, mx: float, my: float, sign: float
+    ) -> SufficientStats:
+        """``self + sign * other`` field by field, both shifted to ``(mx, my)``."""
         a = self.shifted(mx, my)
         b = other.shifted(mx, my)
         return SufficientStats(
             n,
             mx,
             my,
-            a.sum_x + b.sum_x,
-            a.sum_y + b.sum_y,
-            a.sum_xx + b.sum_xx,
-            a.sum_xy + b.sum_xy,
-            a.sum_yy + b.sum_yy,
+            a.sum_x + sign * b.sum_x,
+            a.sum_y + sign * b.sum_y,
+            max(a.sum_xx + sign * b.sum_xx, 0.0),
+            a.sum_xy + sign * b.sum_xy,
+            max(a.sum_yy + sign * b.sum_yy, 0.0),
         )
 
     def __radd__(self, other: object) -> SufficientStats:
