@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import math
-import numbers
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -27,56 +24,14 @@ from models.errors import (
     NotFittedError,
 )
 from models.history import CostHistory
+from models.params import HYPERPARAMETERS, Hyperparameters, defaults, resolve_hyperparameters
 from models.report import FitReport, build_report, prediction_interval
 from models.stats import SufficientStats, check_fittable
 from models.validation import as_sales_arrays, carats_to_price, check_priceable, finite_float
 
 __all__ = ["RingPriceRegressor"]
 
-METHODS = ("batch", "minibatch", "sgd")
-DEFAULT_MAX_ITERATIONS = 10_000
-DEFAULT_BATCH_SIZE = 32
-DEFAULT_EPOCHS = 50
 SERIAL_FORMAT = "ring-price-regressor/1"
-
-_PARAM_NAMES = (
-    "learning_rate",
-    "max_iterations",
-    "tolerance",
-    "feature_scaling",
-    "method",
-    "batch_size",
-    "epochs",
-    "random_seed",
-)
-
-
-@dataclass(frozen=True, slots=True)
-class _Settings:
-    learning_rate: float | None  # None means "auto"
-    max_iterations: int
-    tolerance: float
-    feature_scaling: bool
-    method: str
-    batch_size: int
-    epochs: int
-    random_seed: int | None
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _is_real(value: object) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
-def _optional_count(name: str, value: object, default: int) -> int:
-    if value is None:
-        return default
-    if not _is_int(value) or int(value) < 1:  # type: ignore[call-overload]
-        raise InvalidParameterError(f"{name} must be None or an integer >= 1, got {value!r}")
-    return int(value)  # type: ignore[call-overload]
 
 
 def _relative_gap(value: float, best: float, scale: float) -> float:
@@ -91,7 +46,8 @@ class RingPriceRegressor:
 
     The model is ``price = silver_price + gold_price_per_carat * carats``, fitted by
     minimising ``J = 1/(2m) sum (silver + gold * carats - price)^2``. As in scikit-learn,
-    ``__init__`` only stores the keyword-only hyperparameters and ``fit`` validates them.
+    ``__init__`` only stores the keyword-only hyperparameters and ``fit`` validates them
+    against the table in :mod:`models.params`.
 
     With the defaults the carats and prices are standardised (centred on their means and
     divided by their standard deviations, which is always advisable), the step size is the
@@ -191,75 +147,26 @@ class RingPriceRegressor:
         >>> RingPriceRegressor(tolerance=0).get_params()["tolerance"]
         0
         """
-        return {name: getattr(self, name) for name in _PARAM_NAMES}
+        return {name: getattr(self, name) for name in HYPERPARAMETERS}
 
     def set_params(self, **params: Any) -> RingPriceRegressor:
         """Set hyperparameters by name (validated at the next ``fit``)."""
         for name, value in params.items():
-            if name not in _PARAM_NAMES:
+            if name not in HYPERPARAMETERS:
                 raise InvalidParameterError(
-                    f"unknown parameter {name!r}; valid: {', '.join(_PARAM_NAMES)}"
+                    f"unknown parameter {name!r}; valid: {', '.join(HYPERPARAMETERS)}"
                 )
             setattr(self, name, value)
         return self
 
     def __repr__(self) -> str:
-        defaults = RingPriceRegressor().get_params()
-        changed = {k: v for k, v in self.get_params().items() if v != defaults[k]}
+        default = defaults()
+        changed = {k: v for k, v in self.get_params().items() if v != default[k]}
         inner = ", ".join(f"{k}={v!r}" for k, v in changed.items())
         return f"RingPriceRegressor({inner})"
 
-    def _settings(self) -> _Settings:
-        rate = self.learning_rate
-        if isinstance(rate, str):
-            if rate != "auto":
-                raise InvalidParameterError(
-                    f"learning_rate must be 'auto' or a finite number > 0, got {rate!r}"
-                )
-            resolved_rate: float | None = None
-        elif _is_real(rate) and math.isfinite(float(rate)) and float(rate) > 0.0:
-            resolved_rate = float(rate)
-        else:
-            raise InvalidParameterError(
-                f"learning_rate must be 'auto' or a finite number > 0, got {rate!r}"
-            )
-        tolerance = self.tolerance
-        if not (_is_real(tolerance) and math.isfinite(float(tolerance)) and tolerance >= 0):
-            raise InvalidParameterError(
-                f"tolerance must be a finite number >= 0, got {tolerance!r}"
-            )
-        if not isinstance(self.feature_scaling, (bool, np.bool_)):
-            raise InvalidParameterError(
-                f"feature_scaling must be True or False, got {self.feature_scaling!r}"
-            )
-        if self.method not in METHODS:
-            raise InvalidParameterError(
-                f"method must be one of {', '.join(METHODS)}, got {self.method!r}"
-            )
-        batch_size = _optional_count("batch_size", self.batch_size, DEFAULT_BATCH_SIZE)
-        if self.method == "sgd":
-            if self.batch_size not in (None, 1):
-                raise InvalidParameterError(
-                    f"batch_size must be None or 1 with method 'sgd', got {self.batch_size!r}"
-                )
-            batch_size = 1
-        seed = self.random_seed
-        if seed is not None and not (_is_int(seed) and int(seed) >= 0):
-            raise InvalidParameterError(
-                f"random_seed must be None or an integer >= 0, got {seed!r}"
-            )
-        return _Settings(
-            learning_rate=resolved_rate,
-            max_iterations=_optional_count(
-                "max_iterations", self.max_iterations, DEFAULT_MAX_ITERATIONS
-            ),
-            tolerance=float(tolerance),
-            feature_scaling=bool(self.feature_scaling),
-            method=self.method,
-            batch_size=batch_size,
-            epochs=_optional_count("epochs", self.epochs, DEFAULT_EPOCHS),
-            random_seed=None if seed is None else int(seed),
-        )
+    def _hyperparameters(self) -> Hyperparameters:
+        return resolve_hyperparameters(self.get_params())
 
     # ---- fitting ------------------------------------------------------------------------
 
@@ -289,13 +196,13 @@ class RingPriceRegressor:
         NoSalesError, DegenerateDataError, NonFiniteDataError, MismatchedLengthError,
         NonPositiveCaratsError, InvalidParameterError, DivergenceError
         """
-        settings = self._settings()
+        hp = self._hyperparameters()
         x, y = as_sales_arrays(carats, prices)
         stats = SufficientStats.from_arrays(x, y)
-        if settings.method == "batch":
-            self._fit_batch(stats, settings)
+        if hp.method == "batch":
+            self._fit_batch(stats, hp)
         else:
-            self._fit_stochastic(stats, lambda: [(x, y)], settings)
+            self._fit_stochastic(stats, lambda: [(x, y)], hp)
         if stats.n:
             with np.errstate(over="ignore", invalid="ignore"):
                 mae = float(
@@ -322,13 +229,13 @@ class RingPriceRegressor:
         >>> round(reg.silver_price_, 6), round(reg.gold_price_per_carat_, 6)
         (116.666667, 50.0)
         """
-        settings = self._settings()
-        if settings.method != "batch":
+        hp = self._hyperparameters()
+        if hp.method != "batch":
             raise InvalidParameterError(
-                f"method {settings.method!r} needs the rows: use fit or fit_chunks; "
+                f"method {hp.method!r} needs the rows: use fit or fit_chunks; "
                 "fit_stats supports method 'batch' only"
             )
-        self._fit_batch(stats, settings)
+        self._fit_batch(stats, hp)
         if mae is not None:
             self.report_ = self.report_.with_mae(mae)
         return self
@@ -358,11 +265,11 @@ class RingPriceRegressor:
         >>> abs(reg.gold_price_per_carat_ - 50.0) < 0.05, reg.report_.mae < 0.5
         (True, True)
         """
-        settings = self._settings()
-        if settings.method == "batch":
-            self._fit_batch(stats, settings)
+        hp = self._hyperparameters()
+        if hp.method == "batch":
+            self._fit_batch(stats, hp)
         else:
-            self._fit_stochastic(stats, chunks, settings)
+            self._fit_stochastic(stats, chunks, hp)
         total = 0.0
         for raw_x, raw_y in chunks():
             x, y = as_sales_arrays(raw_x, raw_y)
@@ -372,25 +279,25 @@ class RingPriceRegressor:
         self.report_ = self.report_.with_mae(total / stats.n)
         return self
 
-    def _space(self, stats: SufficientStats, settings: _Settings) -> FeatureSpace:
-        return FeatureSpace.standardised(stats) if settings.feature_scaling else FeatureSpace.raw()
+    def _space(self, stats: SufficientStats, hp: Hyperparameters) -> FeatureSpace:
+        return FeatureSpace.standardised(stats) if hp.feature_scaling else FeatureSpace.raw()
 
-    def _fit_batch(self, stats: SufficientStats, settings: _Settings) -> None:
+    def _fit_batch(self, stats: SufficientStats, hp: Hyperparameters) -> None:
         check_fittable(stats)
-        space = self._space(stats, settings)
+        space = self._space(stats, hp)
         q = Quadratic.from_stats(stats, space)
-        rate = q.optimal_rate() if settings.learning_rate is None else settings.learning_rate
+        rate = q.optimal_rate() if hp.learning_rate is None else hp.learning_rate
         result = run_batch(
             q,
             space,
             learning_rate=rate,
-            max_iterations=settings.max_iterations,
-            tolerance=settings.tolerance,
+            max_iterations=hp.max_iterations,
+            tolerance=hp.tolerance,
         )
-        if settings.tolerance > 0 and not result.converged:
+        if hp.tolerance > 0 and not result.converged:
             warnings.warn(
                 f"gradient descent stopped after {result.n_iter} iterations with gradient "
-                f"norm {result.gradient_norm:.3g} > tolerance {settings.tolerance:.3g}; "
+                f"norm {result.gradient_norm:.3g} > tolerance {hp.tolerance:.3g}; "
                 "raise max_iterations, or use feature_scaling=True",
                 ConvergenceWarning,
                 stacklevel=3,
@@ -398,17 +305,17 @@ class RingPriceRegressor:
         self._store(stats, space, q, result)
 
     def _fit_stochastic(
-        self, stats: SufficientStats, chunks: ChunkSource, settings: _Settings
+        self, stats: SufficientStats, chunks: ChunkSource, hp: Hyperparameters
     ) -> None:
         check_fittable(stats)
-        space = self._space(stats, settings)
+        space = self._space(stats, hp)
         q = Quadratic.from_stats(stats, space)
-        rate = settings.learning_rate
+        rate = hp.learning_rate
         if rate is None:
             # Gradient noise shrinks with the batch size, and so can the damping of the step:
             # about a tenth of the optimal batch rate for single rows, nearly all of it for
             # large batches.
-            bs = settings.batch_size
+            bs = hp.batch_size
             rate = q.optimal_rate() * bs / (bs + 8.0)
         result = run_stochastic(
             q,
@@ -416,10 +323,10 @@ class RingPriceRegressor:
             chunks,
             n_rows=stats.n,
             learning_rate=rate,
-            batch_size=settings.batch_size,
-            epochs=settings.epochs,
-            tolerance=settings.tolerance,
-            rng=np.random.default_rng(settings.random_seed),
+            batch_size=hp.batch_size,
+            epochs=hp.epochs,
+            tolerance=hp.tolerance,
+            rng=np.random.default_rng(hp.random_seed),
         )
         self._store(stats, space, q, result)
 
@@ -550,7 +457,7 @@ class RingPriceRegressor:
             )
         try:
             reg = cls(**dict(data["params"]))
-            reg._settings()
+            reg._hyperparameters()
             reg.silver_price_ = finite_float(data["silver_price"], "silver_price")
             reg.gold_price_per_carat_ = finite_float(
                 data["gold_price_per_carat"], "gold_price_per_carat"
