@@ -36,6 +36,7 @@ __all__ = [
     "Hyperparameter",
     "Hyperparameters",
     "defaults",
+    "plain_params",
     "resolve_hyperparameters",
 ]
 
@@ -190,10 +191,10 @@ def defaults() -> dict[str, Any]:
     return {name: spec.default for name, spec in HYPERPARAMETERS.items()}
 
 
-def _resolve(name: str, value: object, spec: Hyperparameter) -> Any:
+def _kind(name: str, value: object, spec: Hyperparameter) -> Constraint:
     for kind in spec.accepts:
         if kind.accepts(value):
-            return kind.resolve(value)
+            return kind
     raise InvalidParameterError(f"{name} must be {spec.describe()}, got {value!r}")
 
 
@@ -206,7 +207,10 @@ def resolve_hyperparameters(params: Mapping[str, object]) -> Hyperparameters:
         Naming the first hyperparameter (in table order) that breaks its rule, what it
         accepts, and the value it got.
     """
-    resolved = {name: _resolve(name, params[name], spec) for name, spec in HYPERPARAMETERS.items()}
+    resolved = {
+        name: _kind(name, params[name], spec).resolve(params[name])
+        for name, spec in HYPERPARAMETERS.items()
+    }
     if resolved["method"] == "sgd":
         if params["batch_size"] is not None and resolved["batch_size"] != 1:
             raise InvalidParameterError(
@@ -214,3 +218,21 @@ def resolve_hyperparameters(params: Mapping[str, object]) -> Hyperparameters:
             )
         resolved["batch_size"] = 1
     return Hyperparameters(**resolved)
+
+
+def plain_params(params: Mapping[str, object]) -> dict[str, Any]:
+    """``params`` as plain Python values for JSON: numpy scalars become ``int``, ``float`` or
+    ``bool``, placeholders (None, ``"auto"``) stay as they are.
+
+    Examples
+    --------
+    >>> plain = plain_params({**defaults(), "max_iterations": np.int64(5)})
+    >>> plain["max_iterations"], type(plain["max_iterations"]).__name__, plain["epochs"]
+    (5, 'int', None)
+    """
+    plain = {}
+    for name, spec in HYPERPARAMETERS.items():
+        value = params[name]
+        kind = _kind(name, value, spec)
+        plain[name] = value if isinstance(kind, Placeholder) else kind.resolve(value)
+    return plain

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -17,21 +17,15 @@ from models.descent import (
     run_batch,
     run_stochastic,
 )
-from models.errors import (
-    ConvergenceWarning,
-    InvalidParameterError,
-    ModelError,
-    NotFittedError,
-)
+from models.errors import ConvergenceWarning, InvalidParameterError, NotFittedError
 from models.history import CostHistory
 from models.params import HYPERPARAMETERS, Hyperparameters, defaults, resolve_hyperparameters
-from models.report import FitReport, build_report, prediction_interval
+from models.report import build_report, prediction_interval
+from models.serialization import regressor_from_dict, regressor_to_dict
 from models.stats import SufficientStats, check_fittable
 from models.validation import as_sales_arrays, carats_to_price, check_priceable, finite_float
 
 __all__ = ["RingPriceRegressor"]
-
-SERIAL_FORMAT = "ring-price-regressor/1"
 
 
 def _relative_gap(value: float, best: float, scale: float) -> float:
@@ -404,7 +398,8 @@ class RingPriceRegressor:
     # ---- serialisation ------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-safe description of the fitted model (str, int, float, bool, None, list, dict).
+        """JSON-safe description of the fitted model (str, int, float, bool, None, list, dict),
+        in the format :mod:`models.serialization` names.
 
         Examples
         --------
@@ -415,33 +410,10 @@ class RingPriceRegressor:
         True
         """
         self._check_fitted()
-        params = self.get_params()
-        for name in ("max_iterations", "batch_size", "epochs", "random_seed"):
-            if params[name] is not None:
-                params[name] = int(params[name])
-        if params["learning_rate"] != "auto":
-            params["learning_rate"] = float(params["learning_rate"])
-        params["tolerance"] = float(params["tolerance"])
-        params["feature_scaling"] = bool(params["feature_scaling"])
-        return {
-            "format": SERIAL_FORMAT,
-            "params": params,
-            "silver_price": self.silver_price_,
-            "gold_price_per_carat": self.gold_price_per_carat_,
-            "n_iter": self.n_iter_,
-            "converged": self.converged_,
-            "gradient_norm": self.gradient_norm_,
-            "learning_rate": self.learning_rate_,
-            "max_stable_learning_rate": self.max_stable_learning_rate_,
-            "optimum": list(self.optimum_),
-            "optimum_gap": self.optimum_gap_,
-            "cost_history": self.cost_history_.to_dict(),
-            "report": self.report_.to_dict(),
-            "stats": self.stats_.to_dict(),
-        }
+        return regressor_to_dict(self)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> RingPriceRegressor:
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
         """Rebuild a fitted regressor from :meth:`to_dict` output.
 
         Raises
@@ -449,34 +421,4 @@ class RingPriceRegressor:
         InvalidParameterError
             If the dict is not a serialised regressor of a known format.
         """
-        if not isinstance(data, Mapping) or data.get("format") != SERIAL_FORMAT:
-            found = data.get("format") if isinstance(data, Mapping) else type(data).__name__
-            raise InvalidParameterError(
-                f"not a serialised RingPriceRegressor: expected format {SERIAL_FORMAT!r}, "
-                f"got {found!r}"
-            )
-        try:
-            reg = cls(**dict(data["params"]))
-            reg._hyperparameters()
-            reg.silver_price_ = finite_float(data["silver_price"], "silver_price")
-            reg.gold_price_per_carat_ = finite_float(
-                data["gold_price_per_carat"], "gold_price_per_carat"
-            )
-            reg.n_iter_ = int(data["n_iter"])
-            reg.converged_ = bool(data["converged"])
-            reg.gradient_norm_ = float(data["gradient_norm"])
-            reg.learning_rate_ = float(data["learning_rate"])
-            reg.max_stable_learning_rate_ = float(data["max_stable_learning_rate"])
-            best_silver, best_gold = data["optimum"]
-            reg.optimum_ = (float(best_silver), float(best_gold))
-            reg.optimum_gap_ = float(data["optimum_gap"])
-            reg.cost_history_ = CostHistory.from_dict(data["cost_history"])
-            reg.report_ = FitReport.from_dict(data["report"])
-            reg.stats_ = SufficientStats.from_dict(data["stats"])
-        except ModelError as exc:
-            if isinstance(exc, InvalidParameterError):
-                raise
-            raise InvalidParameterError(f"serialised regressor is invalid: {exc}") from None
-        except (KeyError, TypeError, ValueError) as exc:
-            raise InvalidParameterError(f"serialised regressor is malformed: {exc!r}") from None
-        return reg
+        return regressor_from_dict(cls, data)
