@@ -20,7 +20,7 @@ from models.descent import (
 from models.errors import ConvergenceWarning, InvalidParameterError, NotFittedError
 from models.history import CostHistory
 from models.params import HYPERPARAMETERS, Hyperparameters, defaults, resolve_hyperparameters
-from models.report import build_report, prediction_interval
+from models.report import FitReport, build_report, prediction_interval
 from models.serialization import regressor_from_dict, regressor_to_dict
 from models.stats import SufficientStats, check_fittable
 from models.validation import as_sales_arrays, carats_to_price, check_priceable, finite_float
@@ -109,6 +109,20 @@ class RingPriceRegressor:
     >>> round(plain.gold_price_per_carat_, 6), plain.n_iter_
     (0.272267, 2)
     """
+
+    # Set by fit (and from_dict); absent until then, which is how _check_fitted tells.
+    silver_price_: float
+    gold_price_per_carat_: float
+    n_iter_: int
+    converged_: bool
+    gradient_norm_: float
+    learning_rate_: float
+    max_stable_learning_rate_: float
+    optimum_: tuple[float, float]
+    optimum_gap_: float
+    cost_history_: CostHistory
+    report_: FitReport
+    stats_: SufficientStats
 
     def __init__(
         self,
