@@ -157,7 +157,7 @@ class RingPriceRegressor:
         """
         return {name: getattr(self, name) for name in HYPERPARAMETERS}
 
-    def set_params(self, **params: Any) -> RingPriceRegressor:
+    def set_params(self, **params: Any) -> Self:
         """Set hyperparameters by name (validated at the next ``fit``)."""
         for name, value in params.items():
             if name not in HYPERPARAMETERS:
@@ -178,7 +178,7 @@ class RingPriceRegressor:
 
     # ---- fitting ------------------------------------------------------------------------
 
-    def fit(self, carats: ArrayLike, prices: ArrayLike) -> RingPriceRegressor:
+    def fit(self, carats: ArrayLike, prices: ArrayLike) -> Self:
         """Fit to sales given as two arrays.
 
         Batch descent reduces the rows to :class:`SufficientStats` first; mini-batch and
@@ -207,19 +207,18 @@ class RingPriceRegressor:
         hp = self._hyperparameters()
         x, y = as_sales_arrays(carats, prices)
         stats = SufficientStats.from_arrays(x, y)
+
+        def rows() -> list[tuple[NDArray[np.float64], NDArray[np.float64]]]:
+            return [(x, y)]
+
         if hp.method == "batch":
             self._fit_batch(stats, hp)
         else:
-            self._fit_stochastic(stats, lambda: [(x, y)], hp)
-        if stats.n:
-            with np.errstate(over="ignore", invalid="ignore"):
-                mae = float(
-                    np.mean(np.abs(y - (self.silver_price_ + self.gold_price_per_carat_ * x)))
-                )
-            self.report_ = self.report_.with_mae(mae)
+            self._fit_stochastic(stats, rows, hp)
+        self.report_ = self.report_.with_mae(self._mean_absolute_error(rows, stats.n))
         return self
 
-    def fit_stats(self, stats: SufficientStats, *, mae: float | None = None) -> RingPriceRegressor:
+    def fit_stats(self, stats: SufficientStats, *, mae: float | None = None) -> Self:
         """Fit by batch descent from sufficient statistics alone (O(1) per iteration).
 
         Parameters
@@ -248,7 +247,7 @@ class RingPriceRegressor:
             self.report_ = self.report_.with_mae(mae)
         return self
 
-    def fit_chunks(self, stats: SufficientStats, chunks: ChunkSource) -> RingPriceRegressor:
+    def fit_chunks(self, stats: SufficientStats, chunks: ChunkSource) -> Self:
         """Fit from rows streamed in chunks, with bounded memory.
 
         Parameters
@@ -278,21 +277,24 @@ class RingPriceRegressor:
             self._fit_batch(stats, hp)
         else:
             self._fit_stochastic(stats, chunks, hp)
+        self.report_ = self.report_.with_mae(self._mean_absolute_error(chunks, stats.n))
+        return self
+
+    def _mean_absolute_error(self, chunks: ChunkSource, n: int) -> float:
         total = 0.0
         for raw_x, raw_y in chunks():
             x, y = as_sales_arrays(raw_x, raw_y)
             with np.errstate(over="ignore", invalid="ignore"):
                 residual = y - (self.silver_price_ + self.gold_price_per_carat_ * x)
                 total += float(np.abs(residual).sum())
-        self.report_ = self.report_.with_mae(total / stats.n)
-        return self
+        return total / n
 
-    def _space(self, stats: SufficientStats, hp: Hyperparameters) -> FeatureSpace:
+    def _feature_space(self, stats: SufficientStats, hp: Hyperparameters) -> FeatureSpace:
         return FeatureSpace.standardised(stats) if hp.feature_scaling else FeatureSpace.raw()
 
     def _fit_batch(self, stats: SufficientStats, hp: Hyperparameters) -> None:
         check_fittable(stats)
-        space = self._space(stats, hp)
+        space = self._feature_space(stats, hp)
         q = Quadratic.from_stats(stats, space)
         rate = q.optimal_rate() if hp.learning_rate is None else hp.learning_rate
         result = run_batch(
@@ -310,13 +312,13 @@ class RingPriceRegressor:
                 ConvergenceWarning,
                 stacklevel=3,
             )
-        self._store(stats, space, q, result)
+        self._set_learned_attributes(stats, space, q, result)
 
     def _fit_stochastic(
         self, stats: SufficientStats, chunks: ChunkSource, hp: Hyperparameters
     ) -> None:
         check_fittable(stats)
-        space = self._space(stats, hp)
+        space = self._feature_space(stats, hp)
         q = Quadratic.from_stats(stats, space)
         rate = hp.learning_rate
         if rate is None:
@@ -336,20 +338,20 @@ class RingPriceRegressor:
             tolerance=hp.tolerance,
             rng=np.random.default_rng(hp.random_seed),
         )
-        self._store(stats, space, q, result)
+        self._set_learned_attributes(stats, space, q, result)
 
-    def _store(
+    def _set_learned_attributes(
         self, stats: SufficientStats, space: FeatureSpace, q: Quadratic, result: DescentResult
     ) -> None:
-        silver, gold = space.to_prices(result.theta0, result.theta1)
-        silver = finite_float(silver, "the fitted silver price")
-        gold = finite_float(gold, "the fitted gold price per carat")
+        fitted_silver, fitted_gold = space.to_prices(result.theta0, result.theta1)
+        silver = finite_float(fitted_silver, "the fitted silver price")
+        gold = finite_float(fitted_gold, "the fitted gold price per carat")
         best_gold = stats.sxy / stats.sxx
         best_silver = stats.mean_y - best_gold * stats.mean_x
         gold_scale = stats.std_y / stats.std_x
         silver_scale = abs(stats.mean_y) + abs(best_gold * stats.mean_x)
-        self.silver_price_ = float(silver)
-        self.gold_price_per_carat_ = float(gold)
+        self.silver_price_ = silver
+        self.gold_price_per_carat_ = gold
         self.n_iter_ = int(result.n_iter)
         self.converged_ = bool(result.converged)
         self.gradient_norm_ = float(result.gradient_norm)

@@ -122,7 +122,7 @@ def carats_to_price(carats: ArrayLike) -> NDArray[np.float64]:
     try:
         x = np.asarray(carats, dtype=np.float64)
     except (TypeError, ValueError) as exc:
-        raise NonFiniteDataError(f"carats to price must be numbers: {exc}") from None
+        raise InvalidDataError(f"carats to price must be numbers: {exc}") from None
     if not np.all(np.isfinite(x)):
         raise NonFiniteDataError("carats to price must be finite numbers")
     return x
