@@ -24,7 +24,7 @@ import math
 from array import array
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 from numpy.typing import NDArray
@@ -90,6 +90,14 @@ class FeatureSpace:
             stats.mean_y,
             y_scale if y_scale > 0.0 else 1.0,
         )
+
+    @overload
+    def to_prices(self, theta0: float, theta1: float) -> tuple[float, float]: ...
+
+    @overload
+    def to_prices(
+        self, theta0: NDArray[np.float64], theta1: NDArray[np.float64]
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64]]: ...
 
     def to_prices(self, theta0: Any, theta1: Any) -> tuple[Any, Any]:
         """Map working-space parameters (numbers or arrays) to

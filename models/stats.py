@@ -208,7 +208,7 @@ class SufficientStats:
         >>> s.mean_x, s.sxy / s.sxx
         (10.0, 50.0)
         """
-        values = {
+        given = {
             "shift_x": shift_x,
             "shift_y": shift_y,
             "sum_x": sum_x,
@@ -217,12 +217,12 @@ class SufficientStats:
             "sum_xy": sum_xy,
             "sum_yy": sum_yy,
         }
-        for name, value in values.items():
-            if value is None:
-                if n != 0 and name in _SUM_FIELDS:
-                    raise InvalidDataError(f"{name} is missing (None) although n = {n}")
-                values[name] = 0.0
-        return cls(n=n, **values)  # type: ignore[arg-type]
+        values: dict[str, float] = {}
+        for name, value in given.items():
+            if value is None and n != 0 and name in _SUM_FIELDS:
+                raise InvalidDataError(f"{name} is missing (None) although n = {n}")
+            values[name] = 0.0 if value is None else value
+        return cls(n=n, **values)
 
     # ---- derived quantities -------------------------------------------------------------
 
