@@ -175,12 +175,12 @@ def build_report(
     silver: float,
     gold: float,
     *,
-    mae: float | None = None,
     level: float = 0.95,
 ) -> FitReport:
     """Measure the line ``silver + gold * x`` against the sales summarised by ``stats``.
 
-    ``stats`` must be fittable (``n >= 2`` with two distinct carat values).
+    ``stats`` must be fittable (``n >= 2`` with two distinct carat values). The mean absolute
+    error needs the rows: :meth:`FitReport.with_mae` adds it.
     """
     level = _check_level(level)
     n = stats.n
@@ -199,7 +199,7 @@ def build_report(
         q = t_quantile(level, n - 2)
         silver_ci = (silver - q * silver_se, silver + q * silver_se)
         gold_ci = (gold - q * gold_se, gold + q * gold_se)
-    report = FitReport(
+    return FitReport(
         n_samples=n,
         cost=0.5 * mse,
         mse=mse,
@@ -213,7 +213,6 @@ def build_report(
         gold_ci=gold_ci,
         level=level,
     )
-    return report.with_mae(mae)
 
 
 def prediction_interval(
