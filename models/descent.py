@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, overload
 
 import numpy as np
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 
 from models.errors import DivergenceError, InvalidParameterError, MismatchedLengthError
 from models.stats import SufficientStats
@@ -43,7 +43,8 @@ __all__ = [
     "suggested_rate",
 ]
 
-ChunkSource = Callable[[], Iterable[tuple[np.ndarray, np.ndarray]]]
+# Chunks are validated as they are read, so anything array-like will do.
+ChunkSource = Callable[[], Iterable[tuple[ArrayLike, ArrayLike]]]
 
 # A cost that rises by more than this fraction (plus a floor relative to the starting cost)
 # is divergence; anything smaller is rounding noise at the optimum.
