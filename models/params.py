@@ -25,7 +25,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 
@@ -35,10 +35,14 @@ __all__ = [
     "HYPERPARAMETERS",
     "Hyperparameter",
     "Hyperparameters",
+    "Method",
     "defaults",
     "plain_params",
     "resolve_hyperparameters",
 ]
+
+
+Method = Literal["batch", "minibatch", "sgd"]
 
 
 class Constraint(ABC):
@@ -164,7 +168,7 @@ HYPERPARAMETERS: Mapping[str, Hyperparameter] = MappingProxyType(
         "max_iterations": Hyperparameter(None, (Placeholder(None, means=10_000), Integer(1))),
         "tolerance": Hyperparameter(1e-10, (Real(0.0, inclusive=True),)),
         "feature_scaling": Hyperparameter(True, (Boolean(),)),
-        "method": Hyperparameter("batch", (OneOf(("batch", "minibatch", "sgd")),)),
+        "method": Hyperparameter("batch", (OneOf(get_args(Method)),)),
         "batch_size": Hyperparameter(None, (Placeholder(None, means=32), Integer(1))),
         "epochs": Hyperparameter(None, (Placeholder(None, means=50), Integer(1))),
         "random_seed": Hyperparameter(None, (Placeholder(None, means=None), Integer(0))),
@@ -180,7 +184,7 @@ class Hyperparameters:
     max_iterations: int
     tolerance: float
     feature_scaling: bool
-    method: str
+    method: Method
     batch_size: int
     epochs: int
     random_seed: int | None
