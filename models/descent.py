@@ -393,7 +393,10 @@ def _epoch(
     averaging: bool,
     rng: np.random.Generator,
 ) -> int:
-    """One pass over the rows, chunk by chunk, each shuffled; returns the rows seen."""
+    """One pass over the rows, chunk by chunk, each shuffled; returns the rows seen.
+
+    The updates see the carats ``z`` and the prices (targets) ``t`` in the working space.
+    """
     seen = 0
     for raw_x, raw_y in chunks():
         x, y = as_sales_arrays(raw_x, raw_y)
