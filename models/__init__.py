@@ -5,6 +5,18 @@ sales are reduced to :class:`SufficientStats` (one SQL row, mergeable by additio
 batch gradient descent costs O(1) per iteration; :class:`RingPriceRegressor` is the
 scikit-learn style estimator on top, with mini-batch and stochastic descent over row chunks.
 
+One concern per module:
+
+- ``stats``: :class:`SufficientStats`, the count and shifted sums a fit needs;
+- ``validation``: checks of the numbers that come in (sales, carats to price, floats);
+- ``params``: the table of hyperparameters, their defaults and accepted values;
+- ``descent``: the cost in a feature space, batch and stochastic gradient descent;
+- ``regressor``: :class:`RingPriceRegressor`, the estimator;
+- ``report``: error measures, standard errors, confidence and prediction intervals;
+- ``history``: the cost (and prices) after selected iterations, kept small;
+- ``serialization``: a fitted regressor as JSON-safe data, and back;
+- ``errors``: the exceptions and the warning the core raises.
+
 Examples
 --------
 >>> from models import RingPriceRegressor, SufficientStats

@@ -24,13 +24,14 @@ import math
 from array import array
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 
 from models.errors import DivergenceError, InvalidParameterError, MismatchedLengthError
-from models.stats import SufficientStats, as_sales_arrays
+from models.stats import SufficientStats
+from models.validation import as_sales_arrays
 
 __all__ = [
     "ChunkSource",
@@ -42,7 +43,8 @@ __all__ = [
     "suggested_rate",
 ]
 
-ChunkSource = Callable[[], Iterable[tuple[np.ndarray, np.ndarray]]]
+# Chunks are validated as they are read, so anything array-like will do.
+ChunkSource = Callable[[], Iterable[tuple[ArrayLike, ArrayLike]]]
 
 # A cost that rises by more than this fraction (plus a floor relative to the starting cost)
 # is divergence; anything smaller is rounding noise at the optimum.
@@ -89,6 +91,14 @@ class FeatureSpace:
             stats.mean_y,
             y_scale if y_scale > 0.0 else 1.0,
         )
+
+    @overload
+    def to_prices(self, theta0: float, theta1: float) -> tuple[float, float]: ...
+
+    @overload
+    def to_prices(
+        self, theta0: NDArray[np.float64], theta1: NDArray[np.float64]
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64]]: ...
 
     def to_prices(self, theta0: Any, theta1: Any) -> tuple[Any, Any]:
         """Map working-space parameters (numbers or arrays) to
@@ -306,6 +316,130 @@ def run_batch(
     )
 
 
+class _PolyakAverage:
+    """Running mean of the iterates added to it (Polyak-Ruppert averaging), which removes
+    most of the noise that the last stochastic steps leave in the parameters."""
+
+    __slots__ = ("count", "theta0", "theta1")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.theta0 = 0.0
+        self.theta1 = 0.0
+
+    def add(self, theta0: float, theta1: float) -> None:
+        self.count += 1
+        self.theta0 += (theta0 - self.theta0) / self.count
+        self.theta1 += (theta1 - self.theta1) / self.count
+
+
+@dataclass(slots=True)
+class _Walk:
+    """Where stochastic descent is: the parameters, the updates made, and their average.
+
+    The step at update ``k`` is ``learning_rate / (1 + k / updates_per_epoch)``.
+    """
+
+    learning_rate: float
+    updates_per_epoch: int
+    theta0: float = 0.0
+    theta1: float = 0.0
+    step: int = 0
+    average: _PolyakAverage = field(default_factory=_PolyakAverage)
+
+    def reported(self) -> tuple[float, float]:
+        """The parameters a run reports: the average once averaging has begun."""
+        if self.average.count:
+            return self.average.theta0, self.average.theta1
+        return self.theta0, self.theta1
+
+
+def _update_rows(
+    walk: _Walk, z: NDArray[np.float64], t: NDArray[np.float64], averaging: bool
+) -> None:
+    """One update per row (``batch_size=1``), on plain floats: numpy's per-call cost of
+    microseconds would dominate a step of a few arithmetic operations."""
+    t0, t1, step = walk.theta0, walk.theta1, walk.step
+    learning_rate, per_epoch, add = walk.learning_rate, walk.updates_per_epoch, walk.average.add
+    for zi, ti in zip(z.tolist(), t.tolist(), strict=True):
+        rate = learning_rate / (1.0 + step / per_epoch)
+        r = t0 + t1 * zi - ti
+        t0 -= rate * r
+        t1 -= rate * r * zi
+        step += 1
+        if averaging:
+            add(t0, t1)
+    walk.theta0, walk.theta1, walk.step = t0, t1, step
+
+
+def _update_batch(
+    walk: _Walk, z: NDArray[np.float64], t: NDArray[np.float64], averaging: bool
+) -> None:
+    """One update from the mean gradient over the rows of one mini-batch."""
+    r = walk.theta0 + walk.theta1 * z - t
+    rate = walk.learning_rate / (1.0 + walk.step / walk.updates_per_epoch)
+    walk.theta0 -= rate * float(r.mean())
+    walk.theta1 -= rate * float(np.dot(r, z)) / z.size
+    walk.step += 1
+    if averaging:
+        walk.average.add(walk.theta0, walk.theta1)
+
+
+def _epoch(
+    walk: _Walk,
+    chunks: ChunkSource,
+    space: FeatureSpace,
+    batch_size: int,
+    averaging: bool,
+    rng: np.random.Generator,
+) -> int:
+    """One pass over the rows, chunk by chunk, each shuffled; returns the rows seen.
+
+    The updates see the carats ``z`` and the prices (targets) ``t`` in the working space.
+    """
+    seen = 0
+    for raw_x, raw_y in chunks():
+        x, y = as_sales_arrays(raw_x, raw_y)
+        seen += x.size
+        if x.size == 0:
+            continue
+        order = rng.permutation(x.size)
+        z = (x[order] - space.x_offset) / space.x_scale
+        t = (y[order] - space.y_offset) / space.y_scale
+        if batch_size == 1:
+            _update_rows(walk, z, t, averaging)
+            continue
+        with np.errstate(over="ignore", invalid="ignore"):
+            for start in range(0, z.size, batch_size):
+                stop = start + batch_size
+                _update_batch(walk, z[start:stop], t[start:stop], averaging)
+    return seen
+
+
+def _check_epoch(
+    q: Quadratic, space: FeatureSpace, walk: _Walk, epoch: int, seen: int, n_rows: int
+) -> float:
+    """The exact cost of the reported parameters after ``epoch`` (counted from 1); raises if
+    the epoch read other rows than the statistics describe, or the descent diverged."""
+    if seen != n_rows:
+        raise MismatchedLengthError(
+            f"the row chunks of epoch {epoch} hold {seen} sales but the statistics "
+            f"describe {n_rows}: rows and statistics must come from the same data"
+        )
+    p0, p1 = walk.reported()
+    cost = q.cost(p0, p1) if math.isfinite(p0) and math.isfinite(p1) else math.inf
+    if not math.isfinite(cost):
+        raise _divergence(
+            walk.learning_rate, q, space, f"the parameters became non-finite in epoch {epoch}"
+        )
+    # Noise may raise the cost from one epoch to the next; above the start it is divergence.
+    if cost > q.cost(0.0, 0.0) * (1.0 + _RISE_RTOL):
+        raise _divergence(
+            walk.learning_rate, q, space, f"the cost rose above its starting value in epoch {epoch}"
+        )
+    return cost
+
+
 def run_stochastic(
     q: Quadratic,
     space: FeatureSpace,
@@ -338,83 +472,29 @@ def run_stochastic(
     """
     check_rate(learning_rate, q, space)
     to_dollars2 = space.y_scale * space.y_scale
-    start_cost = q.cost(0.0, 0.0)
-    updates_per_epoch = max(1, -(-n_rows // batch_size))
-    averaging_from = epochs // 2
-    t0 = t1 = 0.0
-    avg0 = avg1 = 0.0
-    n_avg = 0
-    step = 0
+    walk = _Walk(learning_rate, updates_per_epoch=max(1, -(-n_rows // batch_size)))
     iterations: list[int] = []
     costs: list[float] = []
     path0, path1 = array("d"), array("d")
     converged = False
     norm = math.inf
-    for epoch in range(epochs):
-        averaging = epoch >= averaging_from
-        seen = 0
-        for raw_x, raw_y in chunks():
-            x, y = as_sales_arrays(raw_x, raw_y)
-            seen += x.size
-            if x.size == 0:
-                continue
-            order = rng.permutation(x.size)
-            z = (x[order] - space.x_offset) / space.x_scale
-            t = (y[order] - space.y_offset) / space.y_scale
-            if batch_size == 1:
-                # Per-row numpy calls cost microseconds each; plain floats are far faster.
-                for zi, ti in zip(z.tolist(), t.tolist(), strict=True):
-                    rate = learning_rate / (1.0 + step / updates_per_epoch)
-                    r = t0 + t1 * zi - ti
-                    t0 -= rate * r
-                    t1 -= rate * r * zi
-                    step += 1
-                    if averaging:
-                        n_avg += 1
-                        avg0 += (t0 - avg0) / n_avg
-                        avg1 += (t1 - avg1) / n_avg
-            else:
-                with np.errstate(over="ignore", invalid="ignore"):
-                    for start in range(0, z.size, batch_size):
-                        zb = z[start : start + batch_size]
-                        tb = t[start : start + batch_size]
-                        r = t0 + t1 * zb - tb
-                        rate = learning_rate / (1.0 + step / updates_per_epoch)
-                        t0 -= rate * float(r.mean())
-                        t1 -= rate * float(np.dot(r, zb)) / zb.size
-                        step += 1
-                        if averaging:
-                            n_avg += 1
-                            avg0 += (t0 - avg0) / n_avg
-                            avg1 += (t1 - avg1) / n_avg
-        if seen != n_rows:
-            raise MismatchedLengthError(
-                f"the row chunks of epoch {epoch + 1} hold {seen} sales but the statistics "
-                f"describe {n_rows}: rows and statistics must come from the same data"
-            )
-        p0, p1 = (avg0, avg1) if n_avg else (t0, t1)
-        cost = q.cost(p0, p1) if math.isfinite(p0) and math.isfinite(p1) else math.inf
-        if not math.isfinite(cost) or cost > start_cost * (1.0 + _RISE_RTOL):
-            why = (
-                "the parameters became non-finite"
-                if not math.isfinite(cost)
-                else ("the cost rose above its starting value")
-            )
-            raise _divergence(learning_rate, q, space, f"{why} in epoch {epoch + 1}")
-        iterations.append(step)
+    for epoch in range(1, epochs + 1):
+        seen = _epoch(walk, chunks, space, batch_size, epoch > epochs // 2, rng)
+        cost = _check_epoch(q, space, walk, epoch, seen, n_rows)
+        p0, p1 = walk.reported()
+        iterations.append(walk.step)
         costs.append(cost * to_dollars2)
         path0.append(p0)
         path1.append(p1)
-        g0, g1 = q.gradient(p0, p1)
-        norm = math.hypot(g0, g1)
+        norm = math.hypot(*q.gradient(p0, p1))
         if norm <= tolerance:
             converged = True
             break
-    p0, p1 = (avg0, avg1) if n_avg else (t0, t1)
+    p0, p1 = walk.reported()
     return DescentResult(
         theta0=p0,
         theta1=p1,
-        n_iter=step,
+        n_iter=walk.step,
         converged=converged,
         gradient_norm=norm,
         learning_rate=learning_rate,

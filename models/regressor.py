@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import math
-import numbers
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -20,63 +17,15 @@ from models.descent import (
     run_batch,
     run_stochastic,
 )
-from models.errors import (
-    ConvergenceWarning,
-    InvalidParameterError,
-    ModelError,
-    NonFiniteDataError,
-    NotFittedError,
-)
+from models.errors import ConvergenceWarning, InvalidParameterError, NotFittedError
 from models.history import CostHistory
+from models.params import HYPERPARAMETERS, Hyperparameters, defaults, resolve_hyperparameters
 from models.report import FitReport, build_report, prediction_interval
-from models.stats import SufficientStats, as_sales_arrays, check_fittable
+from models.serialization import regressor_from_dict, regressor_to_dict
+from models.stats import SufficientStats, check_fittable
+from models.validation import as_sales_arrays, carats_to_price, check_priceable, finite_float
 
 __all__ = ["RingPriceRegressor"]
-
-METHODS = ("batch", "minibatch", "sgd")
-DEFAULT_MAX_ITERATIONS = 10_000
-DEFAULT_BATCH_SIZE = 32
-DEFAULT_EPOCHS = 50
-SERIAL_FORMAT = "ring-price-regressor/1"
-
-_PARAM_NAMES = (
-    "learning_rate",
-    "max_iterations",
-    "tolerance",
-    "feature_scaling",
-    "method",
-    "batch_size",
-    "epochs",
-    "random_seed",
-)
-
-
-@dataclass(frozen=True, slots=True)
-class _Settings:
-    learning_rate: float | None  # None means "auto"
-    max_iterations: int
-    tolerance: float
-    feature_scaling: bool
-    method: str
-    batch_size: int
-    epochs: int
-    random_seed: int | None
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _is_real(value: object) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
-def _optional_count(name: str, value: object, default: int) -> int:
-    if value is None:
-        return default
-    if not _is_int(value) or int(value) < 1:  # type: ignore[call-overload]
-        raise InvalidParameterError(f"{name} must be None or an integer >= 1, got {value!r}")
-    return int(value)  # type: ignore[call-overload]
 
 
 def _relative_gap(value: float, best: float, scale: float) -> float:
@@ -91,7 +40,8 @@ class RingPriceRegressor:
 
     The model is ``price = silver_price + gold_price_per_carat * carats``, fitted by
     minimising ``J = 1/(2m) sum (silver + gold * carats - price)^2``. As in scikit-learn,
-    ``__init__`` only stores the keyword-only hyperparameters and ``fit`` validates them.
+    ``__init__`` only stores the keyword-only hyperparameters and ``fit`` validates them
+    against the table in :mod:`models.params`.
 
     With the defaults the carats and prices are standardised (centred on their means and
     divided by their standard deviations, which is always advisable), the step size is the
@@ -160,6 +110,20 @@ class RingPriceRegressor:
     (0.272267, 2)
     """
 
+    # Set by fit (and from_dict); absent until then, which is how _check_fitted tells.
+    silver_price_: float
+    gold_price_per_carat_: float
+    n_iter_: int
+    converged_: bool
+    gradient_norm_: float
+    learning_rate_: float
+    max_stable_learning_rate_: float
+    optimum_: tuple[float, float]
+    optimum_gap_: float
+    cost_history_: CostHistory
+    report_: FitReport
+    stats_: SufficientStats
+
     def __init__(
         self,
         *,
@@ -191,79 +155,30 @@ class RingPriceRegressor:
         >>> RingPriceRegressor(tolerance=0).get_params()["tolerance"]
         0
         """
-        return {name: getattr(self, name) for name in _PARAM_NAMES}
+        return {name: getattr(self, name) for name in HYPERPARAMETERS}
 
-    def set_params(self, **params: Any) -> RingPriceRegressor:
+    def set_params(self, **params: Any) -> Self:
         """Set hyperparameters by name (validated at the next ``fit``)."""
         for name, value in params.items():
-            if name not in _PARAM_NAMES:
+            if name not in HYPERPARAMETERS:
                 raise InvalidParameterError(
-                    f"unknown parameter {name!r}; valid: {', '.join(_PARAM_NAMES)}"
+                    f"unknown parameter {name!r}; valid: {', '.join(HYPERPARAMETERS)}"
                 )
             setattr(self, name, value)
         return self
 
     def __repr__(self) -> str:
-        defaults = RingPriceRegressor().get_params()
-        changed = {k: v for k, v in self.get_params().items() if v != defaults[k]}
+        default = defaults()
+        changed = {k: v for k, v in self.get_params().items() if v != default[k]}
         inner = ", ".join(f"{k}={v!r}" for k, v in changed.items())
         return f"RingPriceRegressor({inner})"
 
-    def _settings(self) -> _Settings:
-        rate = self.learning_rate
-        if isinstance(rate, str):
-            if rate != "auto":
-                raise InvalidParameterError(
-                    f"learning_rate must be 'auto' or a finite number > 0, got {rate!r}"
-                )
-            resolved_rate: float | None = None
-        elif _is_real(rate) and math.isfinite(float(rate)) and float(rate) > 0.0:
-            resolved_rate = float(rate)
-        else:
-            raise InvalidParameterError(
-                f"learning_rate must be 'auto' or a finite number > 0, got {rate!r}"
-            )
-        tolerance = self.tolerance
-        if not (_is_real(tolerance) and math.isfinite(float(tolerance)) and tolerance >= 0):
-            raise InvalidParameterError(
-                f"tolerance must be a finite number >= 0, got {tolerance!r}"
-            )
-        if not isinstance(self.feature_scaling, (bool, np.bool_)):
-            raise InvalidParameterError(
-                f"feature_scaling must be True or False, got {self.feature_scaling!r}"
-            )
-        if self.method not in METHODS:
-            raise InvalidParameterError(
-                f"method must be one of {', '.join(METHODS)}, got {self.method!r}"
-            )
-        batch_size = _optional_count("batch_size", self.batch_size, DEFAULT_BATCH_SIZE)
-        if self.method == "sgd":
-            if self.batch_size not in (None, 1):
-                raise InvalidParameterError(
-                    f"batch_size must be None or 1 with method 'sgd', got {self.batch_size!r}"
-                )
-            batch_size = 1
-        seed = self.random_seed
-        if seed is not None and not (_is_int(seed) and int(seed) >= 0):
-            raise InvalidParameterError(
-                f"random_seed must be None or an integer >= 0, got {seed!r}"
-            )
-        return _Settings(
-            learning_rate=resolved_rate,
-            max_iterations=_optional_count(
-                "max_iterations", self.max_iterations, DEFAULT_MAX_ITERATIONS
-            ),
-            tolerance=float(tolerance),
-            feature_scaling=bool(self.feature_scaling),
-            method=self.method,
-            batch_size=batch_size,
-            epochs=_optional_count("epochs", self.epochs, DEFAULT_EPOCHS),
-            random_seed=None if seed is None else int(seed),
-        )
+    def _hyperparameters(self) -> Hyperparameters:
+        return resolve_hyperparameters(self.get_params())
 
     # ---- fitting ------------------------------------------------------------------------
 
-    def fit(self, carats: ArrayLike, prices: ArrayLike) -> RingPriceRegressor:
+    def fit(self, carats: ArrayLike, prices: ArrayLike) -> Self:
         """Fit to sales given as two arrays.
 
         Batch descent reduces the rows to :class:`SufficientStats` first; mini-batch and
@@ -289,22 +204,21 @@ class RingPriceRegressor:
         NoSalesError, DegenerateDataError, NonFiniteDataError, MismatchedLengthError,
         NonPositiveCaratsError, InvalidParameterError, DivergenceError
         """
-        settings = self._settings()
+        hp = self._hyperparameters()
         x, y = as_sales_arrays(carats, prices)
         stats = SufficientStats.from_arrays(x, y)
-        if settings.method == "batch":
-            self._fit_batch(stats, settings)
+
+        def rows() -> list[tuple[NDArray[np.float64], NDArray[np.float64]]]:
+            return [(x, y)]
+
+        if hp.method == "batch":
+            self._fit_batch(stats, hp)
         else:
-            self._fit_stochastic(stats, lambda: [(x, y)], settings)
-        if stats.n:
-            with np.errstate(over="ignore", invalid="ignore"):
-                mae = float(
-                    np.mean(np.abs(y - (self.silver_price_ + self.gold_price_per_carat_ * x)))
-                )
-            self.report_ = self.report_.with_mae(mae)
+            self._fit_stochastic(stats, rows, hp)
+        self.report_ = self.report_.with_mae(self._mean_absolute_error(rows, stats.n))
         return self
 
-    def fit_stats(self, stats: SufficientStats, *, mae: float | None = None) -> RingPriceRegressor:
+    def fit_stats(self, stats: SufficientStats, *, mae: float | None = None) -> Self:
         """Fit by batch descent from sufficient statistics alone (O(1) per iteration).
 
         Parameters
@@ -322,18 +236,18 @@ class RingPriceRegressor:
         >>> round(reg.silver_price_, 6), round(reg.gold_price_per_carat_, 6)
         (116.666667, 50.0)
         """
-        settings = self._settings()
-        if settings.method != "batch":
+        hp = self._hyperparameters()
+        if hp.method != "batch":
             raise InvalidParameterError(
-                f"method {settings.method!r} needs the rows: use fit or fit_chunks; "
+                f"method {hp.method!r} needs the rows: use fit or fit_chunks; "
                 "fit_stats supports method 'batch' only"
             )
-        self._fit_batch(stats, settings)
+        self._fit_batch(stats, hp)
         if mae is not None:
             self.report_ = self.report_.with_mae(mae)
         return self
 
-    def fit_chunks(self, stats: SufficientStats, chunks: ChunkSource) -> RingPriceRegressor:
+    def fit_chunks(self, stats: SufficientStats, chunks: ChunkSource) -> Self:
         """Fit from rows streamed in chunks, with bounded memory.
 
         Parameters
@@ -358,57 +272,60 @@ class RingPriceRegressor:
         >>> abs(reg.gold_price_per_carat_ - 50.0) < 0.05, reg.report_.mae < 0.5
         (True, True)
         """
-        settings = self._settings()
-        if settings.method == "batch":
-            self._fit_batch(stats, settings)
+        hp = self._hyperparameters()
+        if hp.method == "batch":
+            self._fit_batch(stats, hp)
         else:
-            self._fit_stochastic(stats, chunks, settings)
+            self._fit_stochastic(stats, chunks, hp)
+        self.report_ = self.report_.with_mae(self._mean_absolute_error(chunks, stats.n))
+        return self
+
+    def _mean_absolute_error(self, chunks: ChunkSource, n: int) -> float:
         total = 0.0
         for raw_x, raw_y in chunks():
             x, y = as_sales_arrays(raw_x, raw_y)
             with np.errstate(over="ignore", invalid="ignore"):
                 residual = y - (self.silver_price_ + self.gold_price_per_carat_ * x)
                 total += float(np.abs(residual).sum())
-        self.report_ = self.report_.with_mae(total / stats.n)
-        return self
+        return total / n
 
-    def _space(self, stats: SufficientStats, settings: _Settings) -> FeatureSpace:
-        return FeatureSpace.standardised(stats) if settings.feature_scaling else FeatureSpace.raw()
+    def _feature_space(self, stats: SufficientStats, hp: Hyperparameters) -> FeatureSpace:
+        return FeatureSpace.standardised(stats) if hp.feature_scaling else FeatureSpace.raw()
 
-    def _fit_batch(self, stats: SufficientStats, settings: _Settings) -> None:
+    def _fit_batch(self, stats: SufficientStats, hp: Hyperparameters) -> None:
         check_fittable(stats)
-        space = self._space(stats, settings)
+        space = self._feature_space(stats, hp)
         q = Quadratic.from_stats(stats, space)
-        rate = q.optimal_rate() if settings.learning_rate is None else settings.learning_rate
+        rate = q.optimal_rate() if hp.learning_rate is None else hp.learning_rate
         result = run_batch(
             q,
             space,
             learning_rate=rate,
-            max_iterations=settings.max_iterations,
-            tolerance=settings.tolerance,
+            max_iterations=hp.max_iterations,
+            tolerance=hp.tolerance,
         )
-        if settings.tolerance > 0 and not result.converged:
+        if hp.tolerance > 0 and not result.converged:
             warnings.warn(
                 f"gradient descent stopped after {result.n_iter} iterations with gradient "
-                f"norm {result.gradient_norm:.3g} > tolerance {settings.tolerance:.3g}; "
+                f"norm {result.gradient_norm:.3g} > tolerance {hp.tolerance:.3g}; "
                 "raise max_iterations, or use feature_scaling=True",
                 ConvergenceWarning,
                 stacklevel=3,
             )
-        self._store(stats, space, q, result)
+        self._set_learned_attributes(stats, space, q, result)
 
     def _fit_stochastic(
-        self, stats: SufficientStats, chunks: ChunkSource, settings: _Settings
+        self, stats: SufficientStats, chunks: ChunkSource, hp: Hyperparameters
     ) -> None:
         check_fittable(stats)
-        space = self._space(stats, settings)
+        space = self._feature_space(stats, hp)
         q = Quadratic.from_stats(stats, space)
-        rate = settings.learning_rate
+        rate = hp.learning_rate
         if rate is None:
             # Gradient noise shrinks with the batch size, and so can the damping of the step:
             # about a tenth of the optimal batch rate for single rows, nearly all of it for
             # large batches.
-            bs = settings.batch_size
+            bs = hp.batch_size
             rate = q.optimal_rate() * bs / (bs + 8.0)
         result = run_stochastic(
             q,
@@ -416,25 +333,25 @@ class RingPriceRegressor:
             chunks,
             n_rows=stats.n,
             learning_rate=rate,
-            batch_size=settings.batch_size,
-            epochs=settings.epochs,
-            tolerance=settings.tolerance,
-            rng=np.random.default_rng(settings.random_seed),
+            batch_size=hp.batch_size,
+            epochs=hp.epochs,
+            tolerance=hp.tolerance,
+            rng=np.random.default_rng(hp.random_seed),
         )
-        self._store(stats, space, q, result)
+        self._set_learned_attributes(stats, space, q, result)
 
-    def _store(
+    def _set_learned_attributes(
         self, stats: SufficientStats, space: FeatureSpace, q: Quadratic, result: DescentResult
     ) -> None:
-        silver, gold = space.to_prices(result.theta0, result.theta1)
-        if not (math.isfinite(silver) and math.isfinite(gold)):
-            raise NonFiniteDataError("the fitted prices are not finite numbers")
+        fitted_silver, fitted_gold = space.to_prices(result.theta0, result.theta1)
+        silver = finite_float(fitted_silver, "the fitted silver price")
+        gold = finite_float(fitted_gold, "the fitted gold price per carat")
         best_gold = stats.sxy / stats.sxx
         best_silver = stats.mean_y - best_gold * stats.mean_x
         gold_scale = stats.std_y / stats.std_x
         silver_scale = abs(stats.mean_y) + abs(best_gold * stats.mean_x)
-        self.silver_price_ = float(silver)
-        self.gold_price_per_carat_ = float(gold)
+        self.silver_price_ = silver
+        self.gold_price_per_carat_ = gold
         self.n_iter_ = int(result.n_iter)
         self.converged_ = bool(result.converged)
         self.gradient_norm_ = float(result.gradient_norm)
@@ -462,15 +379,6 @@ class RingPriceRegressor:
                 "this RingPriceRegressor is not fitted yet: call fit, fit_stats or fit_chunks first"
             )
 
-    def _carats(self, carats: ArrayLike) -> NDArray[np.float64]:
-        try:
-            x = np.asarray(carats, dtype=np.float64)
-        except (TypeError, ValueError) as exc:
-            raise NonFiniteDataError(f"carats to price must be numbers: {exc}") from None
-        if not np.all(np.isfinite(x)):
-            raise NonFiniteDataError("carats to price must be finite numbers")
-        return x
-
     def predict(self, carats: ArrayLike) -> NDArray[np.float64]:
         """Predicted prices, same shape as ``carats``.
 
@@ -480,11 +388,10 @@ class RingPriceRegressor:
         array([116.6667, 216.6667])
         """
         self._check_fitted()
-        x = self._carats(carats)
+        x = carats_to_price(carats)
         with np.errstate(over="ignore", invalid="ignore"):
             price = np.asarray(self.silver_price_ + self.gold_price_per_carat_ * x)
-        if not np.all(np.isfinite(price)):
-            raise NonFiniteDataError("carats are too large to price: the prediction overflows")
+        check_priceable(price, "prediction")
         return price
 
     def prediction_interval(
@@ -501,13 +408,14 @@ class RingPriceRegressor:
         """
         self._check_fitted()
         return prediction_interval(
-            self.stats_, self.silver_price_, self.gold_price_per_carat_, self._carats(carats), level
+            self.stats_, self.silver_price_, self.gold_price_per_carat_, carats, level
         )
 
     # ---- serialisation ------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-safe description of the fitted model (str, int, float, bool, None, list, dict).
+        """JSON-safe description of the fitted model (str, int, float, bool, None, list, dict),
+        in the format :mod:`models.serialization` names.
 
         Examples
         --------
@@ -518,33 +426,10 @@ class RingPriceRegressor:
         True
         """
         self._check_fitted()
-        params = self.get_params()
-        for name in ("max_iterations", "batch_size", "epochs", "random_seed"):
-            if params[name] is not None:
-                params[name] = int(params[name])
-        if params["learning_rate"] != "auto":
-            params["learning_rate"] = float(params["learning_rate"])
-        params["tolerance"] = float(params["tolerance"])
-        params["feature_scaling"] = bool(params["feature_scaling"])
-        return {
-            "format": SERIAL_FORMAT,
-            "params": params,
-            "silver_price": self.silver_price_,
-            "gold_price_per_carat": self.gold_price_per_carat_,
-            "n_iter": self.n_iter_,
-            "converged": self.converged_,
-            "gradient_norm": self.gradient_norm_,
-            "learning_rate": self.learning_rate_,
-            "max_stable_learning_rate": self.max_stable_learning_rate_,
-            "optimum": list(self.optimum_),
-            "optimum_gap": self.optimum_gap_,
-            "cost_history": self.cost_history_.to_dict(),
-            "report": self.report_.to_dict(),
-            "stats": self.stats_.to_dict(),
-        }
+        return regressor_to_dict(self)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> RingPriceRegressor:
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
         """Rebuild a fitted regressor from :meth:`to_dict` output.
 
         Raises
@@ -552,36 +437,4 @@ class RingPriceRegressor:
         InvalidParameterError
             If the dict is not a serialised regressor of a known format.
         """
-        if not isinstance(data, Mapping) or data.get("format") != SERIAL_FORMAT:
-            found = data.get("format") if isinstance(data, Mapping) else type(data).__name__
-            raise InvalidParameterError(
-                f"not a serialised RingPriceRegressor: expected format {SERIAL_FORMAT!r}, "
-                f"got {found!r}"
-            )
-        try:
-            reg = cls(**dict(data["params"]))
-            reg._settings()
-            silver = float(data["silver_price"])
-            gold = float(data["gold_price_per_carat"])
-            if not (math.isfinite(silver) and math.isfinite(gold)):
-                raise InvalidParameterError("serialised prices must be finite")
-            reg.silver_price_ = silver
-            reg.gold_price_per_carat_ = gold
-            reg.n_iter_ = int(data["n_iter"])
-            reg.converged_ = bool(data["converged"])
-            reg.gradient_norm_ = float(data["gradient_norm"])
-            reg.learning_rate_ = float(data["learning_rate"])
-            reg.max_stable_learning_rate_ = float(data["max_stable_learning_rate"])
-            best_silver, best_gold = data["optimum"]
-            reg.optimum_ = (float(best_silver), float(best_gold))
-            reg.optimum_gap_ = float(data["optimum_gap"])
-            reg.cost_history_ = CostHistory.from_dict(data["cost_history"])
-            reg.report_ = FitReport.from_dict(data["report"])
-            reg.stats_ = SufficientStats.from_dict(data["stats"])
-        except ModelError as exc:
-            if isinstance(exc, InvalidParameterError):
-                raise
-            raise InvalidParameterError(f"serialised regressor is invalid: {exc}") from None
-        except (KeyError, TypeError, ValueError) as exc:
-            raise InvalidParameterError(f"serialised regressor is malformed: {exc!r}") from None
-        return reg
+        return regressor_from_dict(cls, data)

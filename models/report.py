@@ -23,6 +23,7 @@ from scipy.special import stdtrit
 
 from models.errors import InvalidParameterError, NonFiniteDataError
 from models.stats import SufficientStats
+from models.validation import carats_to_price, check_priceable
 
 __all__ = [
     "FitReport",
@@ -174,12 +175,12 @@ def build_report(
     silver: float,
     gold: float,
     *,
-    mae: float | None = None,
     level: float = 0.95,
 ) -> FitReport:
     """Measure the line ``silver + gold * x`` against the sales summarised by ``stats``.
 
-    ``stats`` must be fittable (``n >= 2`` with two distinct carat values).
+    ``stats`` must be fittable (``n >= 2`` with two distinct carat values). The mean absolute
+    error needs the rows: :meth:`FitReport.with_mae` adds it.
     """
     level = _check_level(level)
     n = stats.n
@@ -198,7 +199,7 @@ def build_report(
         q = t_quantile(level, n - 2)
         silver_ci = (silver - q * silver_se, silver + q * silver_se)
         gold_ci = (gold - q * gold_se, gold + q * gold_se)
-    report = FitReport(
+    return FitReport(
         n_samples=n,
         cost=0.5 * mse,
         mse=mse,
@@ -212,7 +213,6 @@ def build_report(
         gold_ci=gold_ci,
         level=level,
     )
-    return report.with_mae(mae)
 
 
 def prediction_interval(
@@ -243,9 +243,7 @@ def prediction_interval(
     n = stats.n
     if n <= 2:
         return None
-    x0 = np.asarray(carats, dtype=np.float64)
-    if not np.all(np.isfinite(x0)):
-        raise NonFiniteDataError("carats to price must be finite numbers")
+    x0 = carats_to_price(carats)
     rse = math.sqrt(sse_at(stats, silver, gold) / (n - 2))
     q = t_quantile(level, n - 2)
     d = x0 - stats.mean_x
@@ -253,6 +251,6 @@ def prediction_interval(
         half = q * rse * np.sqrt(1.0 + 1.0 / n + d * d / stats.sxx)
         centre = silver + gold * x0
         low, high = centre - half, centre + half
-    if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high))):
-        raise NonFiniteDataError("carats are too large to price: the interval overflows")
+    check_priceable(low, "interval")
+    check_priceable(high, "interval")
     return np.asarray(low), np.asarray(high)

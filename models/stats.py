@@ -18,16 +18,10 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from models.errors import (
-    DegenerateDataError,
-    InvalidDataError,
-    MismatchedLengthError,
-    NonFiniteDataError,
-    NonPositiveCaratsError,
-    NoSalesError,
-)
+from models.errors import DegenerateDataError, InvalidDataError, NonFiniteDataError, NoSalesError
+from models.validation import as_float_array, as_sales_arrays, check_same_length, finite_float
 
-__all__ = ["SufficientStats", "as_sales_arrays", "check_fittable"]
+__all__ = ["SufficientStats", "check_fittable"]
 
 _SUM_FIELDS = ("sum_x", "sum_y", "sum_xx", "sum_xy", "sum_yy")
 _FIELDS = ("n", "shift_x", "shift_y", *_SUM_FIELDS)
@@ -43,72 +37,6 @@ _SHIFT_SAMPLE = 4096
 
 # Rows per block of the statistics pass: two buffers of this many float64 fit in L2 cache.
 _BLOCK = 32768
-
-
-def _as_float_array(values: ArrayLike, name: str) -> NDArray[np.float64]:
-    try:
-        array = np.asarray(values, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise InvalidDataError(f"{name} must be numbers: {exc}") from None
-    if array.ndim != 1:
-        raise InvalidDataError(
-            f"{name} must be a one-dimensional sequence, got shape {array.shape}"
-        )
-    return array
-
-
-def _describe_non_finite(array: NDArray[np.float64], name: str) -> str | None:
-    bad = np.flatnonzero(~np.isfinite(array))
-    if bad.size == 0:
-        return None
-    return (
-        f"{name} contain {bad.size} non-finite value(s) (NaN or infinity), "
-        f"first at index {int(bad[0])}: {array[bad[0]]!r}"
-    )
-
-
-def as_sales_arrays(
-    carats: ArrayLike, prices: ArrayLike
-) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """Validate one batch of sales and return it as two float64 arrays.
-
-    Parameters
-    ----------
-    carats, prices : array_like
-        One-dimensional, same length, finite; carats strictly positive.
-
-    Returns
-    -------
-    tuple of numpy.ndarray
-        ``(carats, prices)`` as float64 (no copy when already float64).
-
-    Raises
-    ------
-    MismatchedLengthError, NonFiniteDataError, NonPositiveCaratsError, InvalidDataError
-
-    Examples
-    --------
-    >>> x, y = as_sales_arrays([1, 2], [150, 250])
-    >>> x.dtype.name, y.tolist()
-    ('float64', [150.0, 250.0])
-    """
-    x = _as_float_array(carats, "carats")
-    y = _as_float_array(prices, "prices")
-    if x.shape != y.shape:
-        raise MismatchedLengthError(
-            f"carats and prices must have the same length, got {x.size} carats and {y.size} prices"
-        )
-    if x.size == 0:
-        return x, y
-    for array, name in ((x, "carats"), (y, "prices")):
-        problem = _describe_non_finite(array, name)
-        if problem is not None:
-            raise NonFiniteDataError(problem)
-    smallest = float(x.min())
-    if smallest <= 0.0:
-        index = int(np.argmin(x))
-        raise NonPositiveCaratsError(f"carats must be > 0, got {smallest!r} at index {index}")
-    return x, y
 
 
 def _shifted_sums(
@@ -136,23 +64,15 @@ def _shifted_sums(
     return su, sv, suu, suv, svv
 
 
-def _finite_float(value: Any, name: str) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise InvalidDataError(f"{name} must be a number, got {value!r}") from None
-    if not math.isfinite(number):
-        raise NonFiniteDataError(f"{name} must be finite, got {number!r}")
-    return number
-
-
 @dataclass(frozen=True, slots=True)
 class SufficientStats:
     """Count and shifted sums of a set of sales ``(x = carats, y = price)``.
 
     With ``u = x - shift_x`` and ``v = y - shift_y`` the fields are ``n``, ``sum_x = sum u``,
     ``sum_y = sum v``, ``sum_xx = sum u^2``, ``sum_xy = sum u v`` and ``sum_yy = sum v^2``:
-    exactly one row of ``SELECT count(*), sum(carats - :sx), ...``. Two sets merge with ``+``.
+    exactly one row of ``SELECT count(*), sum(carats - :sx), ...``. Two sets merge with ``+``,
+    and ``-`` takes a subset (sales since deleted) back out. ``SufficientStats(0, sx, sy)``
+    is no sales, summed around ``(sx, sy)``.
 
     Parameters
     ----------
@@ -192,7 +112,7 @@ class SufficientStats:
             raise InvalidDataError(f"n must be >= 0, got {n}")
         object.__setattr__(self, "n", int(n))
         for name in _FIELDS[1:]:
-            object.__setattr__(self, name, _finite_float(getattr(self, name), name))
+            object.__setattr__(self, name, finite_float(getattr(self, name), name))
         if self.sum_xx < 0.0 or self.sum_yy < 0.0:
             raise InvalidDataError(
                 f"sum_xx and sum_yy are sums of squares and must be >= 0, "
@@ -202,17 +122,6 @@ class SufficientStats:
             raise InvalidDataError("with n = 0 every sum must be 0")
 
     # ---- construction -------------------------------------------------------------------
-
-    @classmethod
-    def empty(cls) -> SufficientStats:
-        """Statistics of no sales: the neutral element of ``+``.
-
-        Examples
-        --------
-        >>> SufficientStats.empty().n
-        0
-        """
-        return cls(n=0)
 
     @classmethod
     def from_arrays(
@@ -243,10 +152,9 @@ class SufficientStats:
         >>> s.shift_x, s.sxx
         (18.25, 0.125)
         """
-        x = _as_float_array(carats, "carats")
-        y = _as_float_array(prices, "prices")
-        if x.shape != y.shape:
-            as_sales_arrays(x, y)  # raises the length mismatch with its message
+        x = as_float_array(carats, "carats")
+        y = as_float_array(prices, "prices")
+        check_same_length(x, y)
         n = int(x.size)
         if n == 0:
             return cls(
@@ -255,8 +163,8 @@ class SufficientStats:
                 shift_y=0.0 if shift_y is None else shift_y,
             )
         step = max(1, n // _SHIFT_SAMPLE)
-        given_x = None if shift_x is None else _finite_float(shift_x, "shift_x")
-        given_y = None if shift_y is None else _finite_float(shift_y, "shift_y")
+        given_x = None if shift_x is None else finite_float(shift_x, "shift_x")
+        given_y = None if shift_y is None else finite_float(shift_y, "shift_y")
         with np.errstate(over="ignore", invalid="ignore"):
             sx = float(x[::step].mean()) if given_x is None else given_x
             sy = float(y[::step].mean()) if given_y is None else given_y
@@ -300,7 +208,7 @@ class SufficientStats:
         >>> s.mean_x, s.sxy / s.sxx
         (10.0, 50.0)
         """
-        values = {
+        given = {
             "shift_x": shift_x,
             "shift_y": shift_y,
             "sum_x": sum_x,
@@ -309,12 +217,12 @@ class SufficientStats:
             "sum_xy": sum_xy,
             "sum_yy": sum_yy,
         }
-        for name, value in values.items():
-            if value is None:
-                if n != 0 and name in _SUM_FIELDS:
-                    raise InvalidDataError(f"{name} is missing (None) although n = {n}")
-                values[name] = 0.0
-        return cls(n=n, **values)  # type: ignore[arg-type]
+        values: dict[str, float] = {}
+        for name, value in given.items():
+            if value is None and n != 0 and name in _SUM_FIELDS:
+                raise InvalidDataError(f"{name} is missing (None) although n = {n}")
+            values[name] = 0.0 if value is None else value
+        return cls(n=n, **values)
 
     # ---- derived quantities -------------------------------------------------------------
 
@@ -364,7 +272,7 @@ class SufficientStats:
         """Whether at least two carat values differ by more than rounding noise."""
         if self.n < 2:
             return False
-        floor = _DISTINCT_ULPS * np.spacing(abs(self.mean_x) + abs(self.shift_x))
+        floor = _DISTINCT_ULPS * float(np.spacing(abs(self.mean_x) + abs(self.shift_x)))
         return self.sxx > self.n * floor * floor
 
     # ---- combination and serialisation --------------------------------------------------
@@ -405,17 +313,57 @@ class SufficientStats:
         # the accurate direction (as in Chan, Golub and LeVeque's pairwise variance update).
         mx = (self.n * self.mean_x + other.n * other.mean_x) / n
         my = (self.n * self.mean_y + other.n * other.mean_y) / n
+        return self._combined(other, n, mx, my, 1.0)
+
+    def __sub__(self, other: object) -> SufficientStats:
+        """The sales of ``self`` without those of ``other``, a subset of them: ``+`` undone.
+
+        Only the sums are known, so nothing checks that ``other`` is a subset; a rounding
+        residue that would make a sum of squares negative is clamped to 0, and removing every
+        sale leaves zero sums around ``self``'s reference point.
+
+        Examples
+        --------
+        >>> a = SufficientStats.from_arrays([1.0, 2.0, 3.0], [150.0, 250.0, 250.0])
+        >>> b = SufficientStats.from_arrays([3.0], [250.0])
+        >>> rest = a - b
+        >>> rest.n, rest.mean_x, rest.sxy / rest.sxx
+        (2, 1.5, 100.0)
+        >>> (a - a).n, (a - a).sum_xx
+        (0, 0.0)
+        """
+        if not isinstance(other, SufficientStats):
+            return NotImplemented
+        if other.n == 0:
+            return self
+        n = self.n - other.n
+        if n < 0:
+            raise InvalidDataError(
+                f"cannot take statistics of {other.n} sales out of statistics of {self.n}"
+            )
+        if n == 0:
+            return SufficientStats(0, self.shift_x, self.shift_y)
+        # Around the remaining sales' own mean, as for +; the subtraction itself may cancel
+        # (a few sales left of many), which no choice of reference point avoids.
+        mx = (self.n * self.mean_x - other.n * other.mean_x) / n
+        my = (self.n * self.mean_y - other.n * other.mean_y) / n
+        return self._combined(other, n, mx, my, -1.0)
+
+    def _combined(
+        self, other: SufficientStats, n: int, mx: float, my: float, sign: float
+    ) -> SufficientStats:
+        """``self + sign * other`` field by field, both shifted to ``(mx, my)``."""
         a = self.shifted(mx, my)
         b = other.shifted(mx, my)
         return SufficientStats(
             n,
             mx,
             my,
-            a.sum_x + b.sum_x,
-            a.sum_y + b.sum_y,
-            a.sum_xx + b.sum_xx,
-            a.sum_xy + b.sum_xy,
-            a.sum_yy + b.sum_yy,
+            a.sum_x + sign * b.sum_x,
+            a.sum_y + sign * b.sum_y,
+            max(a.sum_xx + sign * b.sum_xx, 0.0),
+            a.sum_xy + sign * b.sum_xy,
+            max(a.sum_yy + sign * b.sum_yy, 0.0),
         )
 
     def __radd__(self, other: object) -> SufficientStats:

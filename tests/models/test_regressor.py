@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import re
@@ -19,6 +20,7 @@ from models import (
     SufficientStats,
 )
 from models.descent import FeatureSpace, Quadratic
+from models.params import HYPERPARAMETERS
 
 X3 = [1.0, 2.0, 3.0]
 Y3 = [150.0, 250.0, 250.0]
@@ -54,6 +56,22 @@ def test_init_only_stores_and_get_params() -> None:
     with pytest.raises(TypeError):
         RingPriceRegressor(0.1)  # type: ignore[misc]
     assert repr(RingPriceRegressor(tolerance=0)) == "RingPriceRegressor(tolerance=0)"
+
+
+def test_the_table_holds_the_defaults_init_declares() -> None:
+    signature = inspect.signature(RingPriceRegressor)
+    assert {name: p.default for name, p in signature.parameters.items()} == {
+        name: spec.default for name, spec in HYPERPARAMETERS.items()
+    }
+
+
+def test_numpy_scalars_are_accepted_and_resolved() -> None:
+    reg = RingPriceRegressor(
+        max_iterations=np.int64(50), tolerance=np.float32(0.0), feature_scaling=np.bool_(True)
+    )
+    hp = reg._hyperparameters()
+    assert (hp.max_iterations, hp.tolerance, hp.feature_scaling) == (50, 0.0, True)
+    assert type(hp.max_iterations) is int and type(hp.feature_scaling) is bool
 
 
 @pytest.mark.parametrize(

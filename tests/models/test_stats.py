@@ -97,9 +97,64 @@ def test_merge_equals_stats_of_concatenation(seed: int, sizes: list[int], offset
 
 def test_merge_with_empty_and_builtin_sum() -> None:
     s = SufficientStats.from_arrays([1.0, 2.0], [3.0, 4.0])
-    assert s + SufficientStats.empty() is s
-    assert SufficientStats.empty() + s is s
+    empty = SufficientStats(0, 5.0, 7.0)
+    assert s + empty is s
+    assert empty + s is s
+    assert s - empty is s
     assert sum([s]) is s
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n_a=st.integers(0, 300),
+    n_b=st.integers(1, 300),
+    offset=st.sampled_from([0.0, 18.0, 1000.0]),
+    spread_b=st.sampled_from([1e-3, 1.0, 30.0]),
+)
+def test_removing_what_was_added_gives_back_the_statistics(
+    seed: int, n_a: int, n_b: int, offset: float, spread_b: float
+) -> None:
+    rng = np.random.default_rng(seed)
+    xa = offset + rng.random(n_a) + 1e-3
+    xb = offset + spread_b * rng.random(n_b) + 1e-3
+    a = SufficientStats.from_arrays(xa, 20.0 + 50.0 * xa + rng.normal(0, 1, n_a))
+    b = SufficientStats.from_arrays(xb, 20.0 + 60.0 * xb + rng.normal(0, 5, n_b))
+    back = (a + b) - b
+    assert back.n == a.n
+    if a.n == 0:
+        assert (back.sum_x, back.sum_y, back.sum_xx, back.sum_xy, back.sum_yy) == (0.0,) * 5
+        return
+    # Taking b out cancels b's share of the sums, so the error is relative to the sums of
+    # all the sales around a's mean, not to a's own.
+    whole = (a + b).shifted(a.mean_x, a.mean_y)
+    size_x, size_y = math.sqrt(whole.sum_xx), math.sqrt(whole.sum_yy)
+    assert back.mean_x == pytest.approx(a.mean_x, rel=1e-12, abs=1e-12 * size_x)
+    assert back.mean_y == pytest.approx(a.mean_y, rel=1e-12, abs=1e-12 * size_y)
+    assert back.sxx == pytest.approx(a.sxx, rel=1e-12, abs=1e-12 * size_x * size_x)
+    assert back.sxy == pytest.approx(a.sxy, rel=1e-12, abs=1e-12 * size_x * size_y)
+    assert back.syy == pytest.approx(a.syy, rel=1e-12, abs=1e-12 * size_y * size_y)
+    assert back.sum_xx >= 0.0 and back.sum_yy >= 0.0
+
+
+def test_taking_out_sales_one_at_a_time_to_none_leaves_zero_sums() -> None:
+    x = np.array([18.1, 18.2, 18.45, 18.3])
+    y = np.array([930.0, 941.0, 955.5, 948.0])
+    rest = SufficientStats.from_arrays(x, y)
+    for i in range(x.size):
+        rest = rest - SufficientStats.from_arrays(x[i : i + 1], y[i : i + 1])
+        assert rest.n == x.size - 1 - i
+        assert rest.sum_xx >= 0.0 and rest.sum_yy >= 0.0
+        if rest.n:
+            assert rest.mean_x == pytest.approx(x[i + 1 :].mean(), rel=1e-12)
+    assert rest == SufficientStats(0, rest.shift_x, rest.shift_y)
+
+
+def test_taking_out_more_sales_than_there_are_is_refused() -> None:
+    one = SufficientStats.from_arrays([1.0], [2.0])
+    two = SufficientStats.from_arrays([1.0, 2.0], [2.0, 3.0])
+    with pytest.raises(InvalidDataError, match="cannot take statistics of 2 sales out of"):
+        one - two
 
 
 def test_from_sums_is_one_sql_row() -> None:
