@@ -199,7 +199,7 @@ def _kind(name: str, value: object, spec: Hyperparameter) -> Constraint:
     for kind in spec.accepts:
         if kind.accepts(value):
             return kind
-    raise InvalidParameterError(f"{name} must be {spec.describe()}, got {value!r}")
+    raise InvalidParameterError(f"{name} must be {spec.describe()}, got {value!r}", parameter=name)
 
 
 def resolve_hyperparameters(params: Mapping[str, object]) -> Hyperparameters:
@@ -218,7 +218,8 @@ def resolve_hyperparameters(params: Mapping[str, object]) -> Hyperparameters:
     if resolved["method"] == "sgd":
         if params["batch_size"] is not None and resolved["batch_size"] != 1:
             raise InvalidParameterError(
-                f"batch_size must be None or 1 with method 'sgd', got {params['batch_size']!r}"
+                f"batch_size must be None or 1 with method 'sgd', got {params['batch_size']!r}",
+                parameter="batch_size",
             )
         resolved["batch_size"] = 1
     return Hyperparameters(**resolved)

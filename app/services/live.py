@@ -37,20 +37,6 @@ class Accuracy:
 NO_SALES = Accuracy(0, None, None)
 
 
-def _plus(a: SufficientStats, b: SufficientStats, sign: float = 1.0) -> SufficientStats:
-    """Sums around the same reference sale add (or subtract) field by field."""
-    return SufficientStats(
-        a.n + int(sign) * b.n,
-        a.shift_x,
-        a.shift_y,
-        a.sum_x + sign * b.sum_x,
-        a.sum_y + sign * b.sum_y,
-        max(a.sum_xx + sign * b.sum_xx, 0.0),
-        a.sum_xy + sign * b.sum_xy,
-        max(a.sum_yy + sign * b.sum_yy, 0.0),
-    )
-
-
 @dataclass
 class _State:
     shift: tuple[float, int] | None = None
@@ -137,7 +123,7 @@ class LiveAccuracyTracker:
         gone = segments.pop(start)
         previous = self._segment_of(start)
         if previous is not None:
-            segments[previous] = _plus(segments[previous], gone)
+            segments[previous] = segments[previous] + gone
 
     def _add_segment(self, session: Session, start: int) -> None:
         """A new watermark at or above every other: split the last segment there."""
@@ -150,7 +136,7 @@ class LiveAccuracyTracker:
         tail = self._segment_of(start)
         new = part.get(start, self._empty(state))
         if tail is not None:
-            state.segments[tail] = _plus(state.segments[tail], new, -1.0)
+            state.segments[tail] = state.segments[tail] - new
         state.segments[start] = new
 
     def _forget_deleted(self, session: Session, last: int) -> None:
@@ -163,10 +149,8 @@ class LiveAccuracyTracker:
         for sale_id, carats, cents in deleted:
             segment = self._segment_of(sale_id)
             if segment is not None and sale_id <= state.checked_through:
-                one = SufficientStats.from_arrays([carats], [cents / 100.0]).shifted(
-                    *self._shift_dollars()
-                )
-                state.segments[segment] = _plus(state.segments[segment], one, -1.0)
+                one = SufficientStats.from_arrays([carats], [cents / 100.0])
+                state.segments[segment] = state.segments[segment] - one
         state.deletions_seen = last
 
     def _add_sales(self, session: Session, newest: int) -> None:
@@ -176,12 +160,8 @@ class LiveAccuracyTracker:
             session, list(state.segments), state.checked_through, newest, state.shift
         )
         for start, part in sums.items():
-            state.segments[start] = _plus(state.segments[start], part)
+            state.segments[start] = state.segments[start] + part
         state.checked_through = max(state.checked_through, newest)
-
-    def _shift_dollars(self) -> tuple[float, float]:
-        assert self._state.shift is not None
-        return self._state.shift[0], self._state.shift[1] / 100.0
 
     # Measuring
 
@@ -190,7 +170,7 @@ class LiveAccuracyTracker:
         above: dict[int, SufficientStats] = {}
         running: SufficientStats | None = None
         for start in sorted(segments, reverse=True):
-            running = segments[start] if running is None else _plus(running, segments[start])
+            running = segments[start] if running is None else running + segments[start]
             above[start] = running
         result = {}
         for version in versions:

@@ -406,6 +406,14 @@ def test_the_page_size_setting_governs_the_page_size(settings: Settings) -> None
         assert len(client.get("/api/v1/sales", headers=key).json()["items"]) == 10
 
 
+def test_a_hyperparameter_the_core_refuses_is_named_in_the_loc(client: TestClient) -> None:
+    _, key = new_store(client)
+    add_sales(client, key, THREE_SALES)
+    response = client.post("/api/v1/train", json={"method": "sgd", "batch_size": 8}, headers=ADMIN)
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body", "batch_size"]
+
+
 def test_a_tolerance_that_would_stop_before_moving_is_refused(client: TestClient) -> None:
     _, key = new_store(client)
     add_sales(client, key, THREE_SALES)
