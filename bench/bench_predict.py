@@ -14,19 +14,14 @@ import asyncio
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
-from decimal import Decimal
 from pathlib import Path
 
 import httpx
 import numpy as np
 
 from app.config import Settings
+from app.demo import load_demo
 from app.main import create_app, prepare_database
-from app.schemas import TrainRequest
-from app.security import Caller
-from app.services import sales, stores, training
-from app.services.sales import NewSale
 
 
 def seeded_app() -> object:
@@ -34,19 +29,7 @@ def seeded_app() -> object:
     settings = Settings(DATABASE_URL=f"sqlite:///{data / 'bench.db'}", ADMIN_API_KEY="b" * 32)
     app = create_app(settings)
     prepare_database(app.state.db, settings)
-    rng = np.random.default_rng(1)
-    with app.state.db.session(write=True) as session:
-        store, _ = stores.create_store(session, "Bench")
-        rows = [
-            NewSale(
-                carats=float(c),
-                price=Decimal(f"{30 + 50 * c + rng.normal(0, 5):.2f}"),
-                store_id=store.id,
-            )
-            for c in rng.uniform(0.5, 25, 1000)
-        ]
-        sales.record_sales(session, Caller("admin"), rows)
-    training.train(app.state.db, TrainRequest(), timedelta(minutes=1))
+    load_demo(app.state.db, settings, n_sales=999)
     return app
 
 

@@ -53,7 +53,7 @@ def test_demo_loads_three_stores_trains_and_saves_the_admin_key(tmp_path: Path) 
 
     again = run(tmp_path, "demo")
     assert again.returncode == 0
-    assert "already has sales" in again.stdout
+    assert "already has stores" in again.stdout
     assert key_file.read_text().strip() == key
 
     rotated = run(tmp_path, "rotate-admin-key")

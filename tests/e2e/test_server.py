@@ -1,6 +1,7 @@
 """The service as a user runs it: `jewelry-forecast serve` in its own process, over real HTTP."""
 
 import json
+import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -59,27 +60,60 @@ def test_a_store_sells_the_operator_trains_and_rolls_back(server: Server) -> Non
     assert '"message": "Application shutdown complete."' in server.log()
 
 
-def test_the_command_line_client_imports_and_trains(server: Server, tmp_path: Path) -> None:
-    base = server.base_url
-    with httpx.Client(base_url=base) as http:
+def cli(*args: str, key: str | None = ADMIN_KEY) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "JEWELRY_API_KEY"}
+    command = [CLI, *args, *(["--key", key] if key else [])]
+    return subprocess.run(command, capture_output=True, text=True, timeout=60, env=env)
+
+
+def test_the_command_line_client_imports_trains_quotes_and_exports(
+    server: Server, tmp_path: Path
+) -> None:
+    base = ["--url", server.base_url]
+    with httpx.Client(base_url=server.base_url) as http:
         store_id = http.post("/api/v1/stores", json={"name": "CLI"}, headers=ADMIN).json()["id"]
     csv = tmp_path / "sales.csv"
-    rows = "\n".join(f"{c},{30 + 50 * c:.2f},{store_id}" for c in range(1, 2001))
-    csv.write_text("carats,price,store_id\n" + rows + "\n")
-    common = ["--url", base, "--key", ADMIN_KEY]
-    imported = subprocess.run(
-        [CLI, "import", str(csv), *common], capture_output=True, text=True, timeout=60
-    )
+    rows = "\n".join(f"{c},{30 + 50 * c:.2f},,{store_id}" for c in range(1, 2001))
+    csv.write_text("carats,price,sold_at,store_id\n" + rows + "\n")
+
+    imported = cli("import", str(csv), *base, "--json")
     assert imported.returncode == 0, imported.stderr
-    assert '"count": 2000' in imported.stdout
+    assert json.loads(imported.stdout) == {"count": 2000}
     assert "sales.csv" in imported.stderr  # the progress bar
-    trained = subprocess.run([CLI, "train", *common], capture_output=True, text=True, timeout=60)
+
+    trained = cli("train", *base, "--json")
     assert trained.returncode == 0, trained.stderr
     version = json.loads(trained.stdout)
     assert version["silver_price"] == pytest.approx(30.0, abs=1e-6)
     assert version["gold_price_per_carat"] == pytest.approx(50.0, rel=1e-9)
-    refused = subprocess.run(
-        [CLI, "train", "--url", base, "--key", "wrong"], capture_output=True, text=True
-    )
+    plain = cli("train", *base, "--learning-rate", "1e-9", "--no-scaling", "--tolerance", "0")
+    assert plain.returncode == 0, plain.stderr
+    assert "version 2 (completed, active)" in plain.stdout
+
+    # Reads need no key.
+    quoted = cli("quote", "1", "15", *base, key=None)
+    assert quoted.returncode == 0, quoted.stderr
+    assert quoted.stdout.splitlines()[-1] == "model version 2"
+    api = httpx.post(f"{server.base_url}/api/v1/predict", json={"carats": [15]}).json()
+    assert f"15 carats: ${float(api['predictions'][0]['price']):,.2f}" in quoted.stdout
+    activated = cli("activate", str(version["version"]), *base)
+    assert activated.stdout.strip() == f"version {version['version']} is active"
+    prices = cli("prices", *base, key=None)
+    assert "silver price:" in prices.stdout and "$30.00" in prices.stdout
+    models = cli("models", *base, key=None).stdout.splitlines()
+    assert models[0].split()[:3] == ["version", "trained", "method"]
+    assert [line.split()[0] for line in models[1:]] == ["2", "*"]
+
+    exported = tmp_path / "again.csv"
+    done = cli("export", str(exported), *base, "--store-id", str(store_id))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"exported 2000 sales to {exported}"
+    assert "again.csv" in done.stderr  # the progress bar
+    lines = exported.read_text().splitlines()
+    assert lines[0] == "carats,price,sold_at,store_id" and len(lines) == 2001
+
+    refused = cli("train", *base, key="wrong")
     assert refused.returncode == 1
-    assert "unknown or revoked API key" in refused.stdout
+    assert "401: unknown or revoked API key" in refused.stderr
+    no_server = cli("prices", "--url", "http://127.0.0.1:9", key=None)
+    assert no_server.returncode == 1 and "cannot reach the service" in no_server.stderr

@@ -9,8 +9,6 @@ fuzz` points it at a live server (JEWELRY_FUZZ_URL, JEWELRY_FUZZ_ADMIN_KEY) with
 import os
 import tempfile
 import uuid
-from datetime import timedelta
-from decimal import Decimal
 from pathlib import Path
 
 import httpx
@@ -21,11 +19,9 @@ from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from app.config import Settings
+from app.demo import load_demo
 from app.main import create_app, prepare_database
-from app.schemas import TrainRequest
-from app.security import Caller
-from app.services import sales, stores, training
-from app.services.sales import NewSale
+from app.services import stores
 from tests.helpers import ADMIN_KEY as TEST_ADMIN_KEY
 
 LIVE_URL = os.environ.get("JEWELRY_FUZZ_URL")
@@ -33,21 +29,16 @@ EXAMPLES = int(os.environ.get("JEWELRY_FUZZ_EXAMPLES", "25"))
 
 
 def _in_process_app() -> tuple[FastAPI, str]:
-    """An app on a fresh SQLite file with a store, sales and an active model, so that
-    operations get past 'nothing here yet'; returns it with the store's key."""
+    """An app on a fresh SQLite file with the demo's stores, sales and models, so that
+    operations get past 'nothing here yet'; returns it with a store's key."""
     data = Path(tempfile.mkdtemp(prefix="jewelry-fuzz-"))
     settings = Settings(DATABASE_URL=f"sqlite:///{data / 'fuzz.db'}", ADMIN_API_KEY=TEST_ADMIN_KEY)
     app = create_app(settings)
     db = app.state.db
     prepare_database(db, settings)
+    load_demo(db, settings, n_sales=30)
     with db.session(write=True) as session:
-        store, key = stores.create_store(session, "Fuzz")
-        rows = [
-            NewSale(carats=c, price=Decimal(p), store_id=store.id)
-            for c, p in ((1, "110"), (2, "150"), (3, "191.5"))
-        ]
-        sales.record_sales(session, Caller("admin"), rows)
-    training.train(db, TrainRequest(), lease_ttl=timedelta(minutes=5))
+        _, key = stores.create_store(session, "Fuzz")
     return app, key
 
 

@@ -1,0 +1,271 @@
+"""The command line's client commands: they talk to a running service over HTTP.
+
+Each prints what a person wants to read, or with ``--json`` the service's own JSON; a refusal
+prints the service's ``detail`` on stderr and exits with status 1.
+"""
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, BinaryIO, get_args
+
+import httpx
+from tqdm import tqdm
+
+from app.config import Settings
+from models.params import Method
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+
+
+class Refused(Exception):
+    """The service answered with an error; its detail is the message."""
+
+
+def _key(args: argparse.Namespace) -> str | None:
+    key = args.key or os.environ.get("JEWELRY_API_KEY")
+    key_file = Settings().admin_key_file
+    if not key and key_file.exists():
+        key = key_file.read_text().strip()
+    return key or None
+
+
+def _client(args: argparse.Namespace, *, needs_key: bool) -> httpx.Client:
+    key = _key(args)
+    if needs_key and key is None:
+        raise SystemExit("no API key: pass --key, set JEWELRY_API_KEY, or run demo first")
+    headers = {"X-API-Key": key} if key else {}
+    return httpx.Client(base_url=args.url, headers=headers, timeout=300.0)
+
+
+def _checked(response: httpx.Response) -> Any:
+    try:
+        body: Any = response.json()
+    except ValueError:
+        body = {"detail": response.text}
+    if not response.is_success:
+        detail = body.get("detail", body) if isinstance(body, dict) else body
+        if isinstance(detail, list):  # a 422: each problem on its own line
+            detail = "\n".join(f"{'.'.join(map(str, d['loc']))}: {d['msg']}" for d in detail)
+        raise Refused(f"{response.status_code}: {detail}")
+    return body
+
+
+def _dollars(value: float | str | None) -> str:
+    return "n/a" if value is None else f"${float(value):,.2f}"
+
+
+def _interval(interval: dict[str, Any] | None) -> str:
+    if interval is None:
+        return "no interval (fewer than 3 sales)"
+    level = round(interval["level"] * 100)
+    return f"{level}% interval {_dollars(interval['lower'])} to {_dollars(interval['upper'])}"
+
+
+def _table(rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    )
+
+
+# Commands: each returns the JSON it got and the text a person reads.
+
+
+def _quote(args: argparse.Namespace, http: httpx.Client) -> tuple[Any, str]:
+    body = _checked(http.post("/api/v1/predict", json={"carats": args.carats}))
+    lines = [
+        f"{q['carats']:g} carats: {_dollars(q['price'])} ({_interval(q['interval'])})"
+        for q in body["predictions"]
+    ]
+    return body, "\n".join([*lines, f"model version {body['model_version']}"])
+
+
+def _prices(args: argparse.Namespace, http: httpx.Client) -> tuple[Any, str]:
+    body = _checked(http.get("/api/v1/prices"))
+    text = "\n".join(
+        [
+            f"silver price:         {_dollars(body['silver_price'])} "
+            f"({_interval(body['silver_price_interval'])})",
+            f"gold price per carat: {_dollars(body['gold_price_per_carat'])} "
+            f"({_interval(body['gold_price_per_carat_interval'])})",
+            f"model version {body['model_version']}, trained {body['trained_at']} "
+            f"on {body['n_samples']} sales",
+        ]
+    )
+    return body, text
+
+
+def _models(args: argparse.Namespace, http: httpx.Client) -> tuple[Any, str]:
+    items: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        params = {"limit": 1000, **({"cursor": cursor} if cursor else {})}
+        page = _checked(http.get("/api/v1/models", params=params))
+        items += page["items"]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    rows = [["", "version", "trained", "method", "rate", "iterations", "converged", "rmse", "r2"]]
+    rows[0].append("live rmse (sales)")
+    for m in items:
+        live = m["live"]
+        rows.append(
+            [
+                "*" if m["active"] else "",
+                str(m["version"]),
+                m["trained_at"][:19].replace("T", " "),
+                m["parameters"]["method"],
+                str(m["parameters"]["learning_rate"]),
+                str(m["iterations"]),
+                "yes" if m["converged"] else "no",
+                f"{m['metrics']['rmse']:.2f}",
+                f"{m['metrics']['r2']:.4f}",
+                f"{_dollars(live['rmse'])} ({live['n_sales']})"
+                if live["rmse"] is not None
+                else "-",
+            ]
+        )
+    text = _table(rows) if items else "no versions yet: train one"
+    return {"items": items}, text
+
+
+def _activate(args: argparse.Namespace, http: httpx.Client) -> tuple[Any, str]:
+    body = _checked(http.post(f"/api/v1/models/{args.version}/activate"))
+    return body, f"version {body['version']} is active"
+
+
+def _train(args: argparse.Namespace, http: httpx.Client) -> tuple[Any, str]:
+    body: dict[str, Any] = {
+        k: v
+        for k, v in {
+            "max_iterations": args.max_iterations,
+            "tolerance": args.tolerance,
+            "method": args.method,
+        }.items()
+        if v is not None
+    }
+    if args.learning_rate is not None:
+        body["learning_rate"] = (
+            args.learning_rate if args.learning_rate == "auto" else float(args.learning_rate)
+        )
+    if args.no_scaling:
+        body["feature_scaling"] = False
+    version = _checked(http.post("/api/v1/train", json=body))
+    text = (
+        f"version {version['version']} ({version['status']}"
+        f"{', active' if version['active'] else ''}): silver "
+        f"{_dollars(version['silver_price'])}, gold {_dollars(version['gold_price_per_carat'])} "
+        f"per carat, from {version['n_samples']} sales in {version['iterations']} iterations"
+    )
+    return version, text
+
+
+class _Progress:
+    """A file whose reads advance a progress bar, so an upload shows how far it got."""
+
+    def __init__(self, file: BinaryIO, bar: tqdm) -> None:  # type: ignore[type-arg]
+        self._file = file
+        self._bar = bar
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self._file.read(size)
+        self._bar.update(len(chunk))
+        return chunk
+
+
+def _import(args: argparse.Namespace, http: httpx.Client) -> tuple[Any, str]:
+    path = Path(args.file)
+    with (
+        path.open("rb") as file,
+        tqdm(total=path.stat().st_size, unit="B", unit_scale=True, desc=path.name) as bar,
+    ):
+        files = {"file": (path.name, _Progress(file, bar), "text/csv")}
+        body = _checked(http.post("/api/v1/sales/import", files=files))
+    return body, f"imported {body['count']} sales from {path}"
+
+
+def _export(args: argparse.Namespace, http: httpx.Client) -> tuple[Any, str]:
+    params = {
+        k: v
+        for k, v in {
+            "store_id": args.store_id,
+            "sold_since": args.sold_since,
+            "sold_until": args.sold_until,
+        }.items()
+        if v is not None
+    }
+    path = Path(args.file)
+    rows = 0
+    with http.stream("GET", "/api/v1/sales/export", params=params) as response:
+        if not response.is_success:
+            response.read()
+            _checked(response)
+        with (
+            path.open("wb") as out,
+            tqdm(unit="B", unit_scale=True, desc=path.name) as bar,
+        ):
+            for chunk in response.iter_bytes():
+                out.write(chunk)
+                rows += chunk.count(b"\n")
+                bar.update(len(chunk))
+    sales = max(rows - 1, 0)  # the header
+    return {"count": sales, "file": str(path)}, f"exported {sales} sales to {path}"
+
+
+Command = Callable[[argparse.Namespace, httpx.Client], tuple[Any, str]]
+
+
+def _run(command: Command, needs_key: bool) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        try:
+            with _client(args, needs_key=needs_key) as http:
+                body, text = command(args, http)
+        except Refused as refusal:
+            print(refusal, file=sys.stderr)
+            return 1
+        except httpx.TransportError as exc:
+            print(f"cannot reach the service at {args.url}: {exc}", file=sys.stderr)
+            return 1
+        print(json.dumps(body, indent=2) if args.json else text)
+        return 0
+
+    return run
+
+
+def add_commands(commands: Any) -> None:
+    """Add the client commands to the command line's subparsers."""
+
+    def command(
+        name: str, help_text: str, run: Command, *, needs_key: bool
+    ) -> argparse.ArgumentParser:
+        sub: argparse.ArgumentParser = commands.add_parser(name, help=help_text)
+        sub.add_argument("--url", default=DEFAULT_URL, help=f"the service (default {DEFAULT_URL})")
+        sub.add_argument("--key", help="API key (default: $JEWELRY_API_KEY or data/admin-key)")
+        sub.add_argument("--json", action="store_true", help="print the service's JSON")
+        sub.set_defaults(run=_run(run, needs_key))
+        return sub
+
+    quote = command("quote", "quote rings of the given carats", _quote, needs_key=False)
+    quote.add_argument("carats", nargs="+", type=float)
+    command("prices", "the learned silver price and gold price per carat", _prices, needs_key=False)
+    command("models", "the trained versions, newest first", _models, needs_key=False)
+    activate = command("activate", "serve another version", _activate, needs_key=True)
+    activate.add_argument("version", type=int)
+    train = command("train", "train a new version", _train, needs_key=True)
+    train.add_argument("--learning-rate", help='"auto" or a number')
+    train.add_argument("--max-iterations", type=int)
+    train.add_argument("--tolerance", type=float)
+    train.add_argument("--method", choices=get_args(Method))
+    train.add_argument("--no-scaling", action="store_true")
+    upload = command("import", "upload a CSV file of sales", _import, needs_key=True)
+    upload.add_argument("file")
+    export = command("export", "download the sales as CSV", _export, needs_key=True)
+    export.add_argument("file")
+    export.add_argument("--store-id", type=int)
+    export.add_argument("--sold-since", help="RFC 3339, e.g. 2026-11-01T00:00:00Z")
+    export.add_argument("--sold-until", help="RFC 3339")
