@@ -135,8 +135,11 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
         headers = dict(exc.headers or {})
         if exc.status_code == 405:
-            # Name every method the path has, not only those of the first route matched.
-            headers["Allow"] = ", ".join(_allowed_methods(request.app, request.url.path))
+            # Name every method the path has, not only those of the first route matched; the
+            # page and its files are not in the schema, and keep what their route said.
+            allowed = _allowed_methods(request.app, request.url.path)
+            if allowed:
+                headers["Allow"] = ", ".join(allowed)
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(RequestValidationError)

@@ -194,8 +194,9 @@ class Quadratic:
 class DescentResult:
     """What a descent run produced, in working-space parameters.
 
-    ``iterations[k]`` is an update count, ``costs[k]`` the cost after it (dollars squared),
-    and ``path0[k], path1[k]`` the parameters then: the path the descent took.
+    ``iterations[k]`` is an update count (0: the start), ``costs[k]`` the cost after it
+    (dollars squared), and ``path0[k], path1[k]`` the parameters then: the path the descent
+    took.
     """
 
     theta0: float
@@ -253,8 +254,9 @@ def run_batch(
     """Full-batch gradient descent from ``theta = 0``.
 
     Each iteration is ``theta -= learning_rate * grad J(theta)`` followed by recording the cost,
-    the article's loop; with ``tolerance > 0`` it stops as soon as the gradient norm is at or
-    below it. Costs are recorded in dollars squared whatever the space.
+    the article's loop (iteration 0 records the start); with ``tolerance > 0`` it stops as
+    soon as the gradient norm is at or below it. Costs are recorded in dollars squared
+    whatever the space.
 
     Raises
     ------
@@ -267,17 +269,17 @@ def run_batch(
     >>> q = Quadratic.from_stats(SufficientStats.from_arrays([1, 2, 3], [3, 6, 9]),
     ...                          FeatureSpace.raw())
     >>> r = run_batch(q, FeatureSpace.raw(), learning_rate=0.01, max_iterations=2, tolerance=0)
-    >>> round(r.theta1, 6), [round(c, 4) for c in r.costs]
-    (0.272267, [18.7443, 16.7319])
+    >>> round(r.theta1, 6), r.iterations, [round(c, 4) for c in r.costs]
+    (0.272267, [0, 1, 2], [21.0, 18.7443, 16.7319])
     """
     check_rate(learning_rate, q, space)
     to_dollars2 = space.y_scale * space.y_scale
     t0 = t1 = 0.0
     previous = q.cost(t0, t1)
     floor = _RISE_FLOOR * previous
-    costs: list[float] = []
-    # Compact buffers: a run may take a million steps.
-    path0, path1 = array("d"), array("d")
+    # Iteration 0 is where the descent starts. Compact buffers: a run may take a million steps.
+    costs = [previous * to_dollars2]
+    path0, path1 = array("d", [t0]), array("d", [t1])
     g0, g1 = q.gradient(t0, t1)
     norm = math.hypot(g0, g1)
     if 0.0 < norm <= tolerance and previous - q.min_cost > _RISE_RTOL * previous:
@@ -309,7 +311,7 @@ def run_batch(
         converged=norm <= tolerance,
         gradient_norm=norm,
         learning_rate=learning_rate,
-        iterations=list(range(1, n_iter + 1)),
+        iterations=list(range(n_iter + 1)),
         costs=costs,
         path0=np.frombuffer(path0),
         path1=np.frombuffer(path1),
@@ -473,9 +475,9 @@ def run_stochastic(
     check_rate(learning_rate, q, space)
     to_dollars2 = space.y_scale * space.y_scale
     walk = _Walk(learning_rate, updates_per_epoch=max(1, -(-n_rows // batch_size)))
-    iterations: list[int] = []
-    costs: list[float] = []
-    path0, path1 = array("d"), array("d")
+    iterations = [0]  # the start
+    costs = [q.cost(0.0, 0.0) * to_dollars2]
+    path0, path1 = array("d", [0.0]), array("d", [0.0])
     converged = False
     norm = math.inf
     for epoch in range(1, epochs + 1):

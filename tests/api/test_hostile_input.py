@@ -120,6 +120,9 @@ def test_unknown_paths_and_methods(client: TestClient) -> None:
     assert wrong.status_code == 405
     assert wrong.headers["Allow"] == "GET, POST"
     assert client.get("/api/v1/sales/import", headers=ADMIN).status_code == 405
+    page = client.post("/")
+    assert page.status_code == 405
+    assert page.headers["Allow"] == "GET, HEAD"
 
 
 def test_a_huge_idempotency_key_is_refused(client: TestClient) -> None:

@@ -81,8 +81,10 @@ def test_two_parameter_updates_by_hand() -> None:
     ).fit(TOY_X, TOY_Y)
     assert reg.silver_price_ == pytest.approx(0.1166, rel=1e-12)
     assert reg.gold_price_per_carat_ == pytest.approx(0.14 + 0.3968 / 3, rel=1e-12)
-    assert reg.cost_history_.iterations == [1, 2]
-    assert reg.cost_history_.cost == pytest.approx([112.466 / 6, 16.731925021], rel=1e-10)
+    # Iteration 0 is the start: J(0, 0) = (9 + 36 + 81) / 6 = 21.
+    assert reg.cost_history_.iterations == [0, 1, 2]
+    assert reg.cost_history_.cost == pytest.approx([21.0, 112.466 / 6, 16.731925021], rel=1e-10)
+    assert reg.cost_history_.path[0] == (0.0, 0.0)
     assert reg.n_iter_ == 2
     assert reg.converged_ is False
 
@@ -98,8 +100,11 @@ def test_article_run_seed_is_stable_and_matches_reference_loop() -> None:
     assert reg.silver_price_ == pytest.approx(silver, rel=1e-9)
     assert reg.gold_price_per_carat_ == pytest.approx(gold, rel=1e-9)
     assert reg.n_iter_ == 1000
-    assert reg.cost_history_.iterations == list(range(1, 1001))
-    np.testing.assert_allclose(reg.cost_history_.cost, history, rtol=1e-9)
+    # The start and 1,000 iterations, kept as 1,000 evenly spread points: both ends stay.
+    kept = reg.cost_history_.iterations
+    assert len(kept) == 1000 and kept[0] == 0 and kept[-1] == 1000
+    expected = [history[i - 1] for i in kept[1:]]
+    np.testing.assert_allclose(reg.cost_history_.cost[1:], expected, rtol=1e-9)
     # The run lands near the article's kind of answer: silver ~ $30, gold ~ $50 per carat.
     assert 0 < reg.silver_price_ < 45
     assert 45 < reg.gold_price_per_carat_ < 55
