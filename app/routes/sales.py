@@ -7,7 +7,15 @@ from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
 from app.config import Settings
-from app.deps import CallerDep, MetricsDep, PageLimit, ReadSession, SettingsDep, WriteSession
+from app.deps import (
+    CallerDep,
+    DatabaseDep,
+    MetricsDep,
+    PageLimit,
+    ReadSession,
+    SettingsDep,
+    WriteSession,
+)
 from app.errors import too_long
 from app.orm import Sale
 from app.routes import JsonRoute
@@ -23,9 +31,8 @@ from app.schemas import (
     Timestamp,
 )
 from app.security import Caller
-from app.services import idempotency, sales
+from app.services import csv_import, idempotency, sales
 from app.services.aggregates import check_period
-from app.services.csv_import import parse_sales_csv
 from app.services.sales import NewSale, from_cents
 
 router = APIRouter(prefix="/api/v1/sales", tags=["sales"], route_class=JsonRoute)
@@ -103,7 +110,7 @@ def create_sale(
     """Record one sale. With a store key, store_id may be left out."""
 
     def produce() -> SalePublic:
-        [sale] = sales.record_sales(session, caller, [_new(body)], place=(("body",), None))
+        [sale] = sales.record_sales(session, caller, [_new(body)], loc=sales.in_body)
         metrics.sales_ingested.labels("single").inc()
         return public(sale)
 
@@ -134,13 +141,12 @@ def create_batch(
 @router.post("/import", status_code=201, response_model=ImportResult)
 def import_csv(
     caller: CallerDep,
-    session: WriteSession,
+    db: DatabaseDep,
     metrics: MetricsDep,
     file: Annotated[UploadFile, File(description="CSV: carats, price[, sold_at][, store_id]")],
 ) -> ImportResult:
     """Record every row of a CSV file, or none; bad rows are listed by line number."""
-    records = parse_sales_csv(file.file.read())
-    count = sales.import_sales(session, caller, records)
+    count = csv_import.import_sales(db, caller, file.file)
     metrics.sales_ingested.labels("import").inc(count)
     return ImportResult(count=count)
 
