@@ -34,6 +34,11 @@ class Metrics:
             ["via"],
             registry=self.registry,
         )
+        self.imports_running = Gauge(
+            "jewelry_csv_imports_running",
+            "CSV imports this worker is running (at most JEWELRY_MAX_CONCURRENT_IMPORTS).",
+            registry=self.registry,
+        )
         self.active_model = Gauge(
             "jewelry_active_model_version",
             "The model version this worker last served (0: none).",

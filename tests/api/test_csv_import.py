@@ -6,6 +6,8 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from app.config import Settings
+from app.main import create_app
 from tests.helpers import ADMIN, count_sales, new_store
 
 
@@ -317,6 +319,29 @@ def test_a_quoting_error_does_not_hide_the_lines_after_it(client: TestClient) ->
         ["file", 4, 1],
         ["file", 6, "carats"],
     ]
+
+
+def test_the_schema_declares_the_multipart_file(client: TestClient) -> None:
+    operation = client.get("/openapi.json").json()["paths"]["/api/v1/sales/import"]["post"]
+    body = operation["requestBody"]
+    assert body["required"] is True
+    schema = body["content"]["multipart/form-data"]["schema"]
+    assert schema["required"] == ["file"]
+    assert schema["properties"]["file"]["format"] == "binary"
+    assert "429" in operation["responses"]
+
+
+def test_an_import_frees_its_slot_however_it_ends(settings: Settings) -> None:
+    settings.MAX_CONCURRENT_IMPORTS = 1
+    settings.MAX_UPLOAD_BYTES = 2048
+    with TestClient(create_app(settings)) as client:
+        _, key = new_store(client)
+        assert upload(client, key, b"carats,price\n1,abc\n").status_code == 422
+        assert upload(client, key, b"carats,price\n" + b"1,2\n" * 1000).status_code == 413
+        assert upload(client, {"X-API-Key": "wrong"}, b"carats,price\n1,2\n").status_code == 401
+        assert client.post("/api/v1/sales/import", data={"x": "1"}, headers=key).status_code == 422
+        assert upload(client, key, b"carats,price\n1,2\n").status_code == 201
+        assert "jewelry_csv_imports_running 0.0" in client.get("/metrics").text
 
 
 def test_an_upload_without_the_file_field_is_a_422(client: TestClient) -> None:
