@@ -266,7 +266,7 @@ def import_sales(db: Database, caller: Caller, file: BinaryIO) -> int:
     """Store every sale of the file, or none (InvalidInput lists the bad lines)."""
     now = utcnow()
     # Core, not the ORM's bulk path, which costs more per row; created_at is one value for all.
-    statement = insert(Sale.__table__).values(created_at=now)
+    statement = insert(Sale.metadata.tables[Sale.__tablename__]).values(created_at=now)
     report = _Report()
     count = 0
     with db.session() as reading, db.session(write=True) as writing:

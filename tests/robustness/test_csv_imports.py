@@ -146,10 +146,10 @@ def test_a_50_mb_import_grows_the_worker_by_less_than_the_file(
         ).encode()
         repeats = 50_000_000 // len(block)
         path = tmp_path / "big.csv"
-        with path.open("wb") as file:
-            file.write(header)
+        with path.open("wb") as out:
+            out.write(header)
             for _ in range(repeats):
-                file.write(block)
+                out.write(block)
         size = path.stat().st_size
 
         # Warm up (imports, caches, the thread pool), then measure from here: with one worker
