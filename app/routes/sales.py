@@ -185,7 +185,9 @@ async def import_csv(
 ) -> ImportResult:
     """Record every row of a CSV file, or none; bad rows are listed by line number."""
     try:
-        async with request.form(max_files=1) as form:
+        # The file goes to a spooled temporary file; any other field would be held in memory,
+        # so there may be only one, and a small one.
+        async with request.form(max_files=1, max_fields=1, max_part_size=1024) as form:
             upload = form.get("file")
             if upload is None:
                 raise InvalidInput.at(["body", "file"], "Field required", "missing")

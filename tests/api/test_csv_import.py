@@ -344,6 +344,24 @@ def test_an_import_frees_its_slot_however_it_ends(settings: Settings) -> None:
         assert "jewelry_csv_imports_running 0.0" in client.get("/metrics").text
 
 
+@pytest.mark.parametrize(
+    ("files", "data"),
+    [
+        ({"file": ("a.csv", b"carats,price\n1,2\n")}, {"note": "x" * 2_000_000}),
+        ({"file": ("a.csv", b"1"), "more": ("b.csv", b"2")}, {}),
+        ({}, {f"field{n}": "x" for n in range(5)}),
+    ],
+    ids=["big-text-field", "two-files", "many-fields"],
+)
+def test_form_fields_besides_the_file_are_not_held_in_memory(
+    client: TestClient, files: dict[str, object], data: dict[str, str]
+) -> None:
+    _, key = new_store(client)
+    response = client.post("/api/v1/sales/import", files=files, data=data, headers=key)
+    assert response.status_code == 400, response.text
+    assert count_sales(client) == 0
+
+
 def test_an_upload_without_the_file_field_is_a_422(client: TestClient) -> None:
     _, key = new_store(client)
     response = client.post("/api/v1/sales/import", data={"other": "x"}, headers=key)
