@@ -36,8 +36,10 @@ class Metrics:
         )
         self.imports_running = Gauge(
             "jewelry_csv_imports_running",
-            "CSV imports this worker is running (at most JEWELRY_MAX_CONCURRENT_IMPORTS).",
+            "CSV imports running (each worker runs at most JEWELRY_MAX_CONCURRENT_IMPORTS).",
             registry=self.registry,
+            # With metrics shared between worker processes: the sum over the live ones.
+            multiprocess_mode="livesum",
         )
         self.active_model = Gauge(
             "jewelry_active_model_version",

@@ -59,10 +59,13 @@ def answer_before_the_body(server: Server, headers: dict[str, str]) -> http.clie
 
 
 def imports_running(http_client: httpx.Client) -> float:
-    for line in http_client.get("/metrics").text.splitlines():
-        if line.startswith("jewelry_csv_imports_running "):
-            return float(line.split()[1])
-    raise AssertionError("no jewelry_csv_imports_running in /metrics")
+    samples = [
+        float(line.rsplit(" ", 1)[1])
+        for line in http_client.get("/metrics").text.splitlines()
+        if line.startswith("jewelry_csv_imports_running")
+    ]
+    assert samples, "no jewelry_csv_imports_running in /metrics"
+    return sum(samples)
 
 
 def test_a_bad_key_is_answered_before_the_body_is_sent(sqlite_url: str, tmp_path: Path) -> None:
