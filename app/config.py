@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     MAX_BODY_BYTES: int = Field(8 * 1024 * 1024, ge=1024)
     MAX_UPLOAD_BYTES: int = Field(64 * 1024 * 1024, ge=1024)
     MAX_PAGE_SIZE: int = Field(1_000, ge=1)
+    # CSV imports each process runs at once; one more is a 429.
+    MAX_CONCURRENT_IMPORTS: int = Field(2, ge=1)
 
     # SQLite: a running training renews its lease every third of this; a killed one's lease
     # is taken over after this long.

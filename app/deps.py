@@ -1,6 +1,6 @@
 """Dependencies that routes declare: sessions, settings and who is calling."""
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Annotated
 
 from fastapi import Depends, Header, Query, Request
@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from app.config import Settings
 from app.db import Database
-from app.errors import Forbidden, InvalidInput, Unauthorized
+from app.errors import Forbidden, InvalidInput, TooManyRequests, Unauthorized
 from app.metrics import Metrics
 from app.security import MAX_KEY_LENGTH, Caller
 from app.services.auth import identify
@@ -104,6 +104,45 @@ async def require_reader(
 CallerDep = Annotated[Caller, Depends(require_key)]
 AdminDep = Annotated[Caller, Depends(require_admin)]
 ReaderDep = Annotated[Caller | None, Depends(require_reader)]
+
+
+class ImportSlots:
+    """The CSV imports this process runs at once, and how many it may. Only the event loop
+    takes and frees slots, so there is no lock."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.running = 0
+
+
+# Imports take seconds to minutes; retrying every second would only add load.
+IMPORT_RETRY_AFTER_SECONDS = 5
+
+
+async def import_slot(
+    request: Request, caller: CallerDep, metrics: MetricsDep
+) -> AsyncIterator[Caller]:
+    """The caller, holding one of the process's import slots until the import ends: taken once
+    the key is known good and before the body is read, so that an unknown caller or one over
+    the cap never makes the service spool a file."""
+    slots: ImportSlots = request.app.state.import_slots
+    if slots.running >= slots.limit:
+        raise TooManyRequests(
+            f"{slots.running} CSV imports are running, as many as this worker takes at once; "
+            f"retry in {IMPORT_RETRY_AFTER_SECONDS} seconds",
+            retry_after=IMPORT_RETRY_AFTER_SECONDS,
+        )
+    slots.running += 1
+    metrics.imports_running.set(slots.running)
+    try:
+        yield caller
+    finally:
+        slots.running -= 1
+        metrics.imports_running.set(slots.running)
+
+
+# scope="function": the slot is free again before the response is sent.
+ImportCaller = Annotated[Caller, Depends(import_slot, scope="function")]
 
 
 DEFAULT_PAGE_SIZE = 100

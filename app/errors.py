@@ -137,9 +137,10 @@ def install_error_handlers(app: FastAPI) -> None:
         if exc.status_code == 405:
             # Name every method the path has, not only those of the first route matched; the
             # page and its files are not in the schema, and keep what their route said.
-            allowed = _allowed_methods(request.app, request.url.path)
-            if allowed:
-                headers["Allow"] = ", ".join(allowed)
+            allowed = _allowed_methods(request.app, request.url.path) or sorted(
+                m.strip() for m in headers.get("Allow", "").split(",") if m.strip()
+            )
+            headers["Allow"] = ", ".join(allowed)
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(RequestValidationError)

@@ -14,6 +14,7 @@ from fastapi.concurrency import run_in_threadpool
 from app import migrate
 from app.config import Settings
 from app.db import Database
+from app.deps import ImportSlots
 from app.errors import install_error_handlers
 from app.logs import configure_logging
 from app.metrics import Metrics
@@ -122,6 +123,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.db = db
     app.state.metrics = metrics
+    app.state.import_slots = ImportSlots(settings.MAX_CONCURRENT_IMPORTS)
     app.state.model_cache = ActiveModelCache(db, settings.MODEL_REFRESH_SECONDS)
     app.state.live = LiveAccuracyTracker(
         db, settings.MODEL_REFRESH_SECONDS, settings.DELETED_SALES_KEEP_HOURS * 3600

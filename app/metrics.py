@@ -57,6 +57,13 @@ class Metrics:
             ["via"],
             registry=self.registry,
         )
+        self.imports_running = Gauge(
+            "jewelry_csv_imports_running",
+            "CSV imports running (each worker runs at most JEWELRY_MAX_CONCURRENT_IMPORTS).",
+            registry=self.registry,
+            # With metrics shared between worker processes: the sum over the live ones.
+            multiprocess_mode="livesum",
+        )
         self.active_model = Gauge(
             "jewelry_active_model_version",
             "The model version the worker answering the scrape serves (0: none).",

@@ -56,6 +56,12 @@ RFC3339 = re.compile(
 PRICE_TEXT = re.compile(r"^(?=.*[1-9])[0-9]{1,8}(\.[0-9]{1,2})?$")
 TIMESTAMP_RULE = "an RFC 3339 date-time with an offset, in 1900-2099 UTC, e.g. 2026-11-20T14:30:00Z"
 PRICE_RULE = "a positive amount with at most two decimals, e.g. 250.10"
+# Where a number arrives as text (a CSV field), it is written as plain decimals: ASCII digits,
+# no sign, no exponent. The range is the JSON one.
+CARATS_TEXT = re.compile(r"^[0-9]+(\.[0-9]+)?$")
+CARATS_RULE = f"a plain decimal number from {MIN_CARATS:g} to {MAX_CARATS:,.0f}, e.g. 1.25"
+ID_TEXT = re.compile(r"^[0-9]{1,16}$")
+ID_RULE = f"a positive integer up to {MAX_ID}"
 
 
 def _rfc3339(value: object) -> object:
@@ -66,11 +72,48 @@ def _rfc3339(value: object) -> object:
     return value
 
 
-def _in_sale_years(moment: datetime) -> datetime:
+def in_sale_years(moment: datetime) -> datetime:
+    """The moment in UTC, or ValueError when it falls outside the years a sale may have."""
     moment = moment.astimezone(UTC)
     if not EARLIEST_SALE <= moment < LATEST_SALE:
         raise ValueError(f"must be {TIMESTAMP_RULE}")
     return moment
+
+
+# Values written as text (the fields of a CSV file), under the rules their JSON forms follow.
+# Each raises ValueError saying what the value must be.
+
+
+def carats_from_text(text: str) -> float:
+    if CARATS_TEXT.fullmatch(text):
+        carats = float(text)
+        if MIN_CARATS <= carats <= MAX_CARATS:
+            return carats
+    raise ValueError(f"must be {CARATS_RULE}")
+
+
+def price_from_text(text: str) -> Decimal:
+    # PRICE_TEXT admits nothing above MAX_PRICE, nothing at or below zero, two decimals at most.
+    if not PRICE_TEXT.fullmatch(text):
+        raise ValueError(f"must be {PRICE_RULE}")
+    return Decimal(text)
+
+
+def timestamp_from_text(text: str) -> datetime:
+    if not RFC3339.fullmatch(text):
+        raise ValueError(f"must be {TIMESTAMP_RULE}")
+    try:
+        # fromisoformat wants the separator and the zone letter in upper case; RFC 3339 doesn't.
+        moment = datetime.fromisoformat(text.upper())
+    except ValueError:  # a day, an hour or an offset out of range
+        raise ValueError(f"must be {TIMESTAMP_RULE}") from None
+    return in_sale_years(moment)
+
+
+def id_from_text(text: str) -> int:
+    if ID_TEXT.fullmatch(text) and 1 <= (number := int(text)) <= MAX_ID:
+        return number
+    raise ValueError(f"must be {ID_RULE}")
 
 
 def _json_integer(value: object) -> object:
@@ -180,7 +223,7 @@ Price = Annotated[
 Timestamp = Annotated[
     datetime,
     BeforeValidator(_rfc3339),
-    AfterValidator(_in_sale_years),
+    AfterValidator(in_sale_years),
     WithJsonSchema(
         {
             "type": "string",

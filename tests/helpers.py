@@ -18,3 +18,15 @@ def add_sales(client: TestClient, headers: dict[str, str], rows: list[tuple[floa
     records = [{"carats": c, "price": p} for c, p in rows]
     response = client.post("/api/v1/sales/batch", json={"records": records}, headers=headers)
     assert response.status_code == 201, response.text
+
+
+def count_sales(client: TestClient) -> int:
+    """Every sale stored, counted through the API with the admin key."""
+    total, cursor = 0, None
+    while True:
+        params = {"limit": 1000, **({"cursor": cursor} if cursor else {})}
+        page = client.get("/api/v1/sales", params=params, headers=ADMIN).json()
+        total += len(page["items"])
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return total

@@ -1,27 +1,32 @@
 from collections.abc import Callable, Iterator
 from datetime import timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Header, Query, Response, UploadFile
+from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
+from starlette.datastructures import UploadFile
+from starlette.requests import ClientDisconnect
 
 from app.config import Settings
 from app.deps import (
     CallerDep,
     DatabaseDep,
+    ImportCaller,
     MetricsDep,
     PageLimit,
     ReadSession,
     SettingsDep,
     WriteSession,
 )
-from app.errors import too_long
+from app.errors import AppError, InvalidInput, too_long
 from app.orm import Sale
 from app.routes import JsonRoute
 from app.schemas import (
     Cursor,
+    ErrorBody,
     ImportResult,
     RowId,
     SaleBatch,
@@ -35,9 +40,8 @@ from app.schemas import (
     money_text,
 )
 from app.security import Caller
-from app.services import idempotency, sales
+from app.services import csv_import, idempotency, sales
 from app.services.aggregates import SalesFilter, check_period
-from app.services.csv_import import parse_sales_csv
 from app.services.sales import NewSale, from_cents
 
 router = APIRouter(prefix="/api/v1/sales", tags=["sales"], route_class=JsonRoute)
@@ -115,7 +119,7 @@ def create_sale(
     """Record one sale. With a store key, store_id may be left out."""
 
     def produce() -> SalePublic:
-        [sale] = sales.record_sales(session, caller, [_new(body)], place=(("body",), None))
+        [sale] = sales.record_sales(session, caller, [_new(body)], loc=sales.in_body)
         metrics.sales_ingested.labels("single").inc()
         return public(sale)
 
@@ -143,16 +147,59 @@ def create_batch(
     return _idempotent(session, caller, settings, idempotency_key, body, produce)
 
 
-@router.post("/import", status_code=201, response_model=ImportResult)
-def import_csv(
-    caller: CallerDep,
-    session: WriteSession,
-    metrics: MetricsDep,
-    file: Annotated[UploadFile, File(description="CSV: carats, price[, sold_at][, store_id]")],
+# The body is read in the handler, after the key and the import slot are settled, so FastAPI
+# does not know it: the schema states it here.
+IMPORT_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "file": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "CSV: carats, price[, sold_at][, store_id]",
+                        }
+                    },
+                    "required": ["file"],
+                }
+            }
+        },
+    }
+}
+
+
+@router.post(
+    "/import",
+    status_code=201,
+    response_model=ImportResult,
+    openapi_extra=IMPORT_BODY,
+    responses={
+        429: {
+            "model": ErrorBody,
+            "description": "As many imports as the server takes at once are running; "
+            "retry after Retry-After seconds",
+        }
+    },
+)
+async def import_csv(
+    request: Request, caller: ImportCaller, db: DatabaseDep, metrics: MetricsDep
 ) -> ImportResult:
     """Record every row of a CSV file, or none; bad rows are listed by line number."""
-    records = parse_sales_csv(file.file.read())
-    count = sales.import_sales(session, caller, records)
+    try:
+        # The file goes to a spooled temporary file; any other field would be held in memory,
+        # so there may be only one, and a small one.
+        async with request.form(max_files=1, max_fields=1, max_part_size=1024) as form:
+            upload = form.get("file")
+            if upload is None:
+                raise InvalidInput.at(["body", "file"], "Field required", "missing")
+            if not isinstance(upload, UploadFile):
+                raise InvalidInput.at(["body", "file"], "must be a file, sent as multipart")
+            count = await run_in_threadpool(csv_import.import_sales, db, caller, upload.file)
+    except ClientDisconnect:
+        raise AppError("the client went away before the upload was complete") from None
     metrics.sales_ingested.labels("import").inc(count)
     return ImportResult(count=count)
 

@@ -1,6 +1,6 @@
 """Recording, listing and deleting sales."""
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -10,7 +10,7 @@ import numpy as np
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
-from app.errors import Forbidden, InvalidInput, NotFound, error_item
+from app.errors import Forbidden, InvalidInput, Loc, NotFound, error_item
 from app.orm import DeletedSale, Sale, Store, utcnow
 from app.security import Caller
 from app.services.aggregates import SalesFilter
@@ -35,32 +35,38 @@ def from_cents(cents: int) -> Decimal:
     return Decimal(cents).scaleb(-2)
 
 
-# Where a record sits in the request, for error locations: a prefix, and the number of the
-# first record (None for a lone record): ("body", "records"), 0 or ("file",), 2 (its line).
-Place = tuple[tuple[str, ...], int | None]
+# Where the store_id of the record at an index sits in the request, for error locations.
+StoreIdLoc = Callable[[int], Loc]
 
 
-def _store_ids(
-    session: Session, caller: Caller, records: Sequence[NewSale], place: Place
+def in_batch(index: int) -> Loc:
+    return ["body", "records", index, "store_id"]
+
+
+def in_body(_: int) -> Loc:
+    return ["body", "store_id"]
+
+
+def check_store_ids(
+    session: Session, caller: Caller, wanted: Sequence[int | None], loc: StoreIdLoc
 ) -> list[int]:
     """The store of each record, checked against the caller; every problem is reported."""
-    wanted = {r.store_id for r in records if r.store_id is not None}
-    known = set(session.scalars(select(Store.id).where(Store.id.in_(wanted)))) if wanted else set()
+    named = {store_id for store_id in wanted if store_id is not None}
+    known = set(session.scalars(select(Store.id).where(Store.id.in_(named)))) if named else set()
     errors: list[dict[str, Any]] = []
     ids: list[int] = []
-    for index, record in enumerate(records):
-        prefix, first = place
-        loc = [*prefix, "store_id"] if first is None else [*prefix, index + first, "store_id"]
-        store_id = record.store_id
+    for index, store_id in enumerate(wanted):
         if store_id is None:
             if caller.is_admin:
-                errors.append(error_item(loc, "required when using the admin key", "missing"))
+                errors.append(
+                    error_item(loc(index), "required when using the admin key", "missing")
+                )
                 continue
             store_id = caller.store_id
         elif not caller.is_admin and store_id != caller.store_id:
             raise Forbidden(f"this key belongs to store {caller.store_id}, not store {store_id}")
         elif store_id not in known:
-            errors.append(error_item(loc, f"no store with id {store_id}"))
+            errors.append(error_item(loc(index), f"no store with id {store_id}"))
             continue
         assert store_id is not None
         ids.append(store_id)
@@ -69,12 +75,13 @@ def _store_ids(
     return ids
 
 
-def _rows(
-    session: Session, caller: Caller, records: Sequence[NewSale], place: Place
-) -> list[dict[str, Any]]:
-    store_ids = _store_ids(session, caller, records, place)
+def record_sales(
+    session: Session, caller: Caller, records: Sequence[NewSale], *, loc: StoreIdLoc = in_batch
+) -> list[Sale]:
+    """Insert all records or none, in one multi-row INSERT ... RETURNING."""
+    store_ids = check_store_ids(session, caller, [r.store_id for r in records], loc)
     now = utcnow()
-    return [
+    rows = [
         {
             "store_id": store_id,
             "carats": record.carats,
@@ -84,28 +91,7 @@ def _rows(
         }
         for store_id, record in zip(store_ids, records, strict=True)
     ]
-
-
-def record_sales(
-    session: Session,
-    caller: Caller,
-    records: Sequence[NewSale],
-    *,
-    place: Place = (("body", "records"), 0),
-) -> list[Sale]:
-    """Insert all records or none, in one multi-row INSERT ... RETURNING."""
-    rows = _rows(session, caller, records, place)
     return list(session.scalars(insert(Sale).returning(Sale, sort_by_parameter_order=True), rows))
-
-
-def import_sales(
-    session: Session, caller: Caller, records: Sequence[NewSale], *, chunk: int = 20_000
-) -> int:
-    """Insert all records of a file or none; errors name the file's line (header is line 1)."""
-    rows = _rows(session, caller, records, (("file",), 2))
-    for start in range(0, len(rows), chunk):
-        session.execute(insert(Sale), rows[start : start + chunk])
-    return len(rows)
 
 
 def _visible_sale(session: Session, caller: Caller, sale_id: int) -> Sale:

@@ -1,6 +1,5 @@
 """Recording, reading and deleting sales; bad input stores nothing."""
 
-import io
 import json
 from datetime import UTC, datetime, timedelta
 
@@ -12,18 +11,7 @@ from app.config import Settings
 from app.db import Database
 from app.main import create_app
 from app.orm import IdempotencyKey, utcnow
-from tests.helpers import ADMIN, new_store
-
-
-def count(client: TestClient) -> int:
-    total, cursor = 0, None
-    while True:
-        params = {"limit": 1000, **({"cursor": cursor} if cursor else {})}
-        page = client.get("/api/v1/sales", params=params, headers=ADMIN).json()
-        total += len(page["items"])
-        cursor = page["next_cursor"]
-        if cursor is None:
-            return total
+from tests.helpers import ADMIN, count_sales, new_store
 
 
 def test_a_store_key_records_its_own_sale_and_money_reads_back_exactly(client: TestClient) -> None:
@@ -64,7 +52,7 @@ def test_admin_must_name_the_store_and_the_store_must_exist(client: TestClient) 
         "/api/v1/sales", json={"store_id": store_id, "carats": 1, "price": 10}, headers=ADMIN
     )
     assert ok.status_code == 201
-    assert count(client) == 1
+    assert count_sales(client) == 1
 
 
 def test_a_store_cannot_write_or_read_another_stores_sales(client: TestClient) -> None:
@@ -110,7 +98,7 @@ def test_invalid_sales_are_refused_naming_the_field(
     response = client.post("/api/v1/sales", content=raw, headers=headers)
     assert response.status_code == 422, response.text
     assert field in response.json()["detail"][0]["loc"]
-    assert count(client) == 0
+    assert count_sales(client) == 0
 
 
 def test_json_nan_and_malformed_bodies_are_client_errors(client: TestClient) -> None:
@@ -119,7 +107,7 @@ def test_json_nan_and_malformed_bodies_are_client_errors(client: TestClient) -> 
     for raw in ('{"carats": NaN, "price": 10}', '{"carats": 1, "price": Infinity}', "{", "[]"):
         response = client.post("/api/v1/sales", content=raw, headers=headers)
         assert response.status_code == 422, raw
-    assert count(client) == 0
+    assert count_sales(client) == 0
 
 
 def test_a_batch_is_all_or_nothing_and_reports_every_bad_record(client: TestClient) -> None:
@@ -135,13 +123,13 @@ def test_a_batch_is_all_or_nothing_and_reports_every_bad_record(client: TestClie
     locations = [tuple(e["loc"][:3]) for e in response.json()["detail"]]
     assert ("body", "records", 1) in locations
     assert ("body", "records", 3) in locations
-    assert count(client) == 0
+    assert count_sales(client) == 0
 
     good = client.post("/api/v1/sales/batch", json={"records": records[::2]}, headers=key)
     assert good.status_code == 201
     assert good.json()["count"] == 2
     assert [s["price"] for s in good.json()["items"]] == ["100.00", "200.00"]
-    assert count(client) == 2
+    assert count_sales(client) == 2
 
 
 def test_a_batch_with_an_unknown_store_stores_nothing(client: TestClient) -> None:
@@ -159,7 +147,7 @@ def test_a_batch_with_an_unknown_store_stores_nothing(client: TestClient) -> Non
             "type": "value_error",
         }
     ]
-    assert count(client) == 0
+    assert count_sales(client) == 0
 
 
 def test_batch_size_is_limited(settings, client: TestClient) -> None:  # type: ignore[no-untyped-def]
@@ -178,77 +166,7 @@ def test_batch_size_is_limited(settings, client: TestClient) -> None:  # type: i
     assert schema["SaleBatch"]["properties"]["records"]["maxItems"] == 10_000
     empty = client.post("/api/v1/sales/batch", json={"records": []}, headers=key)
     assert empty.status_code == 422
-    assert count(client) == 0
-
-
-def upload(client: TestClient, headers: dict[str, str], content: bytes):  # type: ignore[no-untyped-def]
-    files = {"file": ("sales.csv", io.BytesIO(content), "text/csv")}
-    return client.post("/api/v1/sales/import", files=files, headers=headers)
-
-
-def test_csv_import_stores_every_row(client: TestClient) -> None:
-    store_id, key = new_store(client)
-    text = "carats,price,sold_at\n1.5,150.10,2026-01-02T03:04:05Z\n2,250,\n3.25,300.5,2026-02-01\n"
-    response = upload(client, key, text.encode())
-    assert response.status_code == 201, response.text
-    assert response.json() == {"count": 3}
-    items = client.get("/api/v1/sales", headers=key).json()["items"]
-    assert [(s["carats"], s["price"], s["store_id"]) for s in items] == [
-        (1.5, "150.10", store_id),
-        (2.0, "250.00", store_id),
-        (3.25, "300.50", store_id),
-    ]
-    assert items[0]["sold_at"] == "2026-01-02T03:04:05Z"
-
-
-def test_csv_import_lists_every_bad_line_and_stores_nothing(client: TestClient) -> None:
-    _, key = new_store(client)
-    text = "carats,price\n1,100\nabc,100\n2,-5\n3,10.999\n0,1\n4,40\n"
-    response = upload(client, key, text.encode())
-    assert response.status_code == 422
-    detail = response.json()["detail"]
-    assert [(e["loc"][1], e["loc"][2]) for e in detail] == [
-        (3, "carats"),
-        (4, "price"),
-        (5, "price"),
-        (6, "carats"),
-    ]
-    assert count(client) == 0
-
-
-def test_csv_import_with_admin_key_needs_known_store_ids(client: TestClient) -> None:
-    store_id, _ = new_store(client)
-    text = f"carats,price,store_id\n1,100,{store_id}\n2,200,999\n3,300,\n"
-    response = upload(client, ADMIN, text.encode())
-    assert response.status_code == 422
-    assert response.json()["detail"] == [
-        {"loc": ["file", 3, "store_id"], "msg": "no store with id 999", "type": "value_error"},
-        {
-            "loc": ["file", 4, "store_id"],
-            "msg": "required when using the admin key",
-            "type": "missing",
-        },
-    ]
-    assert count(client) == 0
-
-
-@pytest.mark.parametrize(
-    "content",
-    [
-        b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\xff\xfe",
-        b"",
-        b"carats,price\n",
-        b"weight,cost\n1,2\n",
-        b'carats,price\n"1,2\n',
-        "carats,price\n1,\u00e9\n".encode("latin-1"),
-    ],
-)
-def test_csv_garbage_is_a_client_error(client: TestClient, content: bytes) -> None:
-    _, key = new_store(client)
-    response = upload(client, key, content)
-    assert 400 <= response.status_code < 500, response.text
-    assert response.json()["detail"]
-    assert count(client) == 0
+    assert count_sales(client) == 0
 
 
 def test_listing_filters_and_pages_with_a_cursor(client: TestClient) -> None:
@@ -331,7 +249,7 @@ def test_idempotency_key_replays_and_refuses_a_different_body(client: TestClient
         replay = client.post("/api/v1/sales", json={"carats": 1, "price": same}, headers=headers)
         assert replay.status_code == 201, replay.text
         assert replay.headers["Idempotent-Replayed"] == "true"
-    assert count(client) == 1
+    assert count_sales(client) == 1
 
 
 def test_idempotency_keys_are_scoped_to_the_caller(client: TestClient) -> None:
@@ -342,7 +260,7 @@ def test_idempotency_keys_are_scoped_to_the_caller(client: TestClient) -> None:
     b = client.post("/api/v1/sales/batch", json=body, headers={**second, "Idempotency-Key": "k"})
     assert a.status_code == b.status_code == 201
     assert a.json()["items"][0]["store_id"] != b.json()["items"][0]["store_id"]
-    assert count(client) == 2
+    assert count_sales(client) == 2
 
 
 def test_a_refused_request_does_not_burn_its_idempotency_key(client: TestClient) -> None:
@@ -369,7 +287,7 @@ def test_an_idempotency_key_in_flight_elsewhere_is_409(pg_settings: Settings) ->
             assert busy.status_code == 409
             assert busy.headers["Retry-After"] == "1"
         assert client.post("/api/v1/sales", json=sale, headers=headers).status_code == 201
-        assert count(client) == 1
+        assert count_sales(client) == 1
         db.dispose()
 
 
@@ -384,5 +302,5 @@ def test_idempotency_keys_expire(settings, client: TestClient) -> None:  # type:
     again = client.post("/api/v1/sales", json={"carats": 1, "price": 10}, headers=headers)
     assert again.status_code == 201
     assert again.json()["id"] != first.json()["id"]
-    assert count(client) == 2
+    assert count_sales(client) == 2
     db.dispose()
