@@ -10,12 +10,13 @@ from decimal import Decimal
 import numpy as np
 from sqlalchemy import func, select
 
+from app import training
 from app.config import Settings
 from app.db import Database
 from app.orm import ModelVersion, Store
 from app.schemas import TrainRequest
 from app.security import Caller
-from app.services import sales, stores, training
+from app.services import sales, stores
 
 DEMO_STORES = ("Aurum & Co", "Goldsmith Lane", "Carat Corner")
 # Sales written per transaction: bounded memory, and a progress bar that moves.

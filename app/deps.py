@@ -10,11 +10,11 @@ from sqlalchemy.orm import Session
 from app.config import Settings
 from app.db import Database
 from app.errors import Forbidden, InvalidInput, TooManyRequests, Unauthorized
+from app.live import LiveAccuracyTracker
 from app.metrics import Metrics
+from app.model_cache import ActiveModelCache
 from app.security import MAX_KEY_LENGTH, Caller
 from app.services.auth import identify
-from app.services.live import LiveAccuracyTracker
-from app.services.serving import ActiveModelCache
 
 
 # Plain lookups are async: FastAPI runs a sync dependency in the thread pool, a thread hop

@@ -16,15 +16,15 @@ from app.config import Settings
 from app.db import Database
 from app.deps import ImportSlots
 from app.errors import install_error_handlers
+from app.live import LiveAccuracyTracker
 from app.logs import configure_logging
 from app.metrics import Metrics
 from app.middleware import ServiceMiddleware
+from app.model_cache import ActiveModelCache
 from app.routes import health, operations, pricing, registry, sales, stores, training, web
 from app.schemas import ERROR_RESPONSES
 from app.services.auth import ensure_admin_key
-from app.services.live import LiveAccuracyTracker
 from app.services.maintenance import purge_expired
-from app.services.serving import ActiveModelCache
 
 log = logging.getLogger("app")
 

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Query, Response
 
 from app.deps import MetricsDep, ModelCacheDep, ReaderDep, ReadSession, SettingsDep
 from app.errors import too_long
+from app.model_cache import ActiveModelCache, ServingModel
 from app.routes import JsonRoute
 from app.schemas import (
     MAX_CARATS,
@@ -24,7 +25,6 @@ from app.schemas import (
 from app.services.aggregates import Period, SalesFilter, check_period
 from app.services.price_history import price_history
 from app.services.registry import NoActiveModel
-from app.services.serving import ActiveModelCache, ServingModel
 
 router = APIRouter(prefix="/api/v1", tags=["prices"], route_class=JsonRoute)
 

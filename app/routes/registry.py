@@ -12,6 +12,7 @@ from app.deps import (
     ReadSession,
     WriteSession,
 )
+from app.live import Accuracy, LiveAccuracyTracker
 from app.orm import ModelVersion
 from app.routes import JsonRoute
 from app.schemas import (
@@ -24,7 +25,6 @@ from app.schemas import (
     ModelVersionPublic,
 )
 from app.services import registry
-from app.services.live import Accuracy, LiveAccuracyTracker
 from models import ModelError, SufficientStats
 from models.descent import FeatureSpace, Quadratic
 

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from starlette.datastructures import UploadFile
 from starlette.requests import ClientDisconnect
 
+from app import csv_import
 from app.config import Settings
 from app.deps import (
     CallerDep,
@@ -40,7 +41,7 @@ from app.schemas import (
     money_text,
 )
 from app.security import Caller
-from app.services import csv_import, idempotency, sales
+from app.services import idempotency, sales
 from app.services.aggregates import SalesFilter, check_period
 from app.services.sales import NewSale, from_cents
 

@@ -2,13 +2,14 @@ from datetime import timedelta
 
 from fastapi import APIRouter
 
+from app import training
 from app.deps import AdminDep, DatabaseDep, LiveDep, MetricsDep, ModelCacheDep, SettingsDep
 from app.errors import AppError
+from app.lease import TrainingBusy
 from app.routes import JsonRoute
 from app.routes.registry import present
 from app.schemas import ModelVersionPublic, TrainRequest
-from app.services import registry, training
-from app.services.lease import TrainingBusy
+from app.services import registry
 
 router = APIRouter(prefix="/api/v1", tags=["models"], route_class=JsonRoute)
 

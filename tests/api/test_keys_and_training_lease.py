@@ -10,13 +10,13 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
+from app import training
 from app.config import Settings
 from app.db import Database
+from app.lease import training_lease
 from app.main import create_app
 from app.orm import Store, TrainingLease, utcnow
 from app.security import hash_key
-from app.services import training
-from app.services.lease import training_lease
 from models import RingPriceRegressor
 from tests.helpers import ADMIN, ADMIN_KEY, add_sales, new_store
 

@@ -11,11 +11,12 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
+from app import training
 from app.config import Settings
+from app.live import LiveAccuracyTracker
 from app.main import create_app, housekeeping
 from app.orm import DeletedSale, IdempotencyKey, ModelVersion, Sale, utcnow
-from app.services import aggregates, training
-from app.services.live import LiveAccuracyTracker
+from app.services import aggregates
 from app.services.maintenance import PURGE_BATCH
 from tests.helpers import ADMIN, add_sales, new_store
 
@@ -108,7 +109,7 @@ def test_a_registry_read_queries_only_the_sales_since_the_last(
         spans.append((after, through))
         return real(session, starts, after, through, shift)
 
-    monkeypatch.setattr("app.services.live.sums_by_segment", spy)
+    monkeypatch.setattr("app.live.sums_by_segment", spy)
     add_sales(client, key, [(4, "300")])
     live_of(client)
     assert spans == [(302, 303)]

@@ -15,6 +15,7 @@ import numpy as np
 
 from app.db import Database
 from app.errors import InvalidInput
+from app.lease import training_lease
 from app.orm import ModelVersion
 from app.schemas import MAX_CARATS, MAX_QUOTE, MIN_CARATS, Method, TrainRequest
 from app.services import registry
@@ -26,7 +27,6 @@ from app.services.aggregates import (
     sale_chunks,
     sufficient_statistics,
 )
-from app.services.lease import training_lease
 from models import DivergenceError, InvalidParameterError, ModelError, RingPriceRegressor
 
 
