@@ -14,7 +14,7 @@ from app import training
 from app.config import Settings
 from app.db import Database
 from app.orm import ModelVersion, Store
-from app.schemas import TrainRequest
+from app.schemas.registry import TrainRequest
 from app.security import Caller
 from app.services import sales, stores
 

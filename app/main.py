@@ -22,7 +22,7 @@ from app.metrics import Metrics
 from app.middleware import ServiceMiddleware
 from app.model_cache import ActiveModelCache
 from app.routes import health, operations, pricing, registry, sales, stores, training, web
-from app.schemas import ERROR_RESPONSES
+from app.schemas.common import ERROR_RESPONSES
 from app.services.auth import ensure_admin_key
 from app.services.maintenance import purge_expired
 

@@ -15,9 +15,10 @@ import numpy as np
 
 from app.db import Database
 from app.errors import InvalidInput
+from app.fields import MAX_CARATS, MAX_QUOTE, MIN_CARATS
 from app.lease import training_lease
 from app.orm import ModelVersion
-from app.schemas import MAX_CARATS, MAX_QUOTE, MIN_CARATS, Method, TrainRequest
+from app.schemas.registry import TrainRequest
 from app.services import registry
 from app.services.aggregates import (
     SalesFilter,
@@ -36,7 +37,7 @@ def _regressor(request: TrainRequest) -> RingPriceRegressor:
         max_iterations=request.max_iterations,
         tolerance=request.tolerance if request.tolerance is not None else 1e-10,
         feature_scaling=request.feature_scaling,
-        method=request.method.value,
+        method=request.method,
         batch_size=request.batch_size,
         epochs=request.epochs,
         random_seed=request.random_seed,
@@ -110,7 +111,7 @@ def _train(db: Database, request: TrainRequest) -> ModelVersion:
         watermark = newest_sale_id(session)
         stats = sufficient_statistics(session, where)
         try:
-            if request.method is Method.batch:
+            if request.method == "batch":
                 regressor.fit_stats(stats)
             else:
                 regressor.fit_chunks(stats, lambda: sale_chunks(session, where))
@@ -130,14 +131,14 @@ def _train(db: Database, request: TrainRequest) -> ModelVersion:
         )
 
     # A fixed budget (tolerance 0, or epochs of mini-batch/SGD) is complete when it has run.
-    fixed_budget = request.method is not Method.batch or request.tolerance == 0
+    fixed_budget = request.method != "batch" or request.tolerance == 0
     status = (
         "converged" if regressor.converged_ else "completed" if fixed_budget else "not_converged"
     )
     report = regressor.report_.with_mae(mae) if mae is not None else regressor.report_
     version = ModelVersion(
         status=status,
-        method=request.method.value,
+        method=request.method,
         parameters=regressor.get_params(),
         filters=where.describe(),
         silver_price=regressor.silver_price_,

@@ -4,7 +4,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from app import migrate
 from app.deps import DatabaseDep
-from app.schemas import Health
+from app.schemas.common import Health
 
 router = APIRouter(prefix="/health", tags=["operations"])
 

@@ -6,21 +6,17 @@ from fastapi import APIRouter, Query, Response
 
 from app.deps import MetricsDep, ModelCacheDep, ReaderDep, ReadSession, SettingsDep
 from app.errors import too_long
+from app.fields import MAX_CARATS, MIN_CARATS, RowId, Timestamp, money_text
 from app.model_cache import ActiveModelCache, ServingModel
 from app.routes import JsonRoute
-from app.schemas import (
-    MAX_CARATS,
-    MIN_CARATS,
+from app.schemas.prices import (
     EstimateInterval,
     PeriodPrices,
     Predictions,
     PredictRequest,
     PriceHistory,
     Prices,
-    RowId,
     SinglePrediction,
-    Timestamp,
-    money_text,
 )
 from app.services.aggregates import Period, SalesFilter, check_period
 from app.services.price_history import price_history

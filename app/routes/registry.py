@@ -12,14 +12,13 @@ from app.deps import (
     ReadSession,
     WriteSession,
 )
+from app.fields import MAX_ID, Cursor
 from app.live import Accuracy, LiveAccuracyTracker
 from app.orm import ModelVersion
 from app.routes import JsonRoute
-from app.schemas import (
-    MAX_ID,
-    CostHistory,
+from app.schemas.registry import (
     CostSurface,
-    Cursor,
+    DescentHistory,
     LiveAccuracy,
     ModelVersionPage,
     ModelVersionPublic,
@@ -97,12 +96,12 @@ def get_model(
     return present([row], registry.active_version(session), live)[0]
 
 
-@router.get("/{version:int}/cost-history", response_model=CostHistory)
-def cost_history(version: Version, _: ReaderDep, session: ReadSession) -> CostHistory:
+@router.get("/{version:int}/cost-history", response_model=DescentHistory)
+def cost_history(version: Version, _: ReaderDep, session: ReadSession) -> DescentHistory:
     """The cost J and the two prices by iteration during the fit (at most 1,000 points),
     and the cost surface they went down."""
     row = registry.get_version(session, version)
-    return CostHistory(
+    return DescentHistory(
         iterations=row.cost_history["iterations"],
         cost=row.cost_history["cost"],
         path=row.cost_history.get("path", []),

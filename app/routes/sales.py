@@ -23,13 +23,12 @@ from app.deps import (
     WriteSession,
 )
 from app.errors import AppError, InvalidInput, too_long
+from app.fields import Cursor, RowId, Timestamp, money_text
 from app.orm import Sale
 from app.routes import JsonRoute
-from app.schemas import (
-    Cursor,
-    ErrorBody,
+from app.schemas.common import ErrorBody
+from app.schemas.sales import (
     ImportResult,
-    RowId,
     SaleBatch,
     SaleBatchResult,
     SaleCreate,
@@ -37,8 +36,6 @@ from app.schemas import (
     SalePoint,
     SalePublic,
     SaleSample,
-    Timestamp,
-    money_text,
 )
 from app.security import Caller
 from app.services import idempotency, sales

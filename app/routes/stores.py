@@ -2,9 +2,10 @@ from fastapi import APIRouter, Response
 
 from app.deps import AdminDep, CallerDep, ReadSession, WriteSession
 from app.errors import Forbidden
+from app.fields import RowId
 from app.orm import Store
 from app.routes import JsonRoute
-from app.schemas import RowId, StoreCreate, StoreCreated, StoreList, StorePublic
+from app.schemas.stores import StoreCreate, StoreCreated, StoreList, StorePublic
 from app.services import stores
 
 router = APIRouter(prefix="/api/v1/stores", tags=["stores"], route_class=JsonRoute)

@@ -8,7 +8,7 @@ from app.errors import AppError
 from app.lease import TrainingBusy
 from app.routes import JsonRoute
 from app.routes.registry import present
-from app.schemas import ModelVersionPublic, TrainRequest
+from app.schemas.registry import ModelVersionPublic, TrainRequest
 from app.services import registry
 
 router = APIRouter(prefix="/api/v1", tags=["models"], route_class=JsonRoute)

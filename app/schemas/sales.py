@@ -1,0 +1,59 @@
+"""Sales: one, a batch, a CSV import, a page, a sample."""
+
+from datetime import datetime
+
+from pydantic import (
+    BaseModel,
+    Field,
+)
+
+from app.fields import Amount, BodyCarats, BodyId, Money, Price, Timestamp
+from app.schemas.common import Input
+
+# Sales
+
+
+class SaleCreate(Input):
+    store_id: BodyId | None = Field(None, description="Optional with a store key: its own store.")
+    carats: BodyCarats
+    price: Price
+    sold_at: Timestamp | None = Field(None, description="Defaults to now.")
+
+
+class SalePublic(BaseModel):
+    id: int
+    store_id: int
+    carats: float
+    price: Money
+    sold_at: datetime
+    created_at: datetime
+
+
+class SaleBatch(Input):
+    records: list[SaleCreate] = Field(min_length=1)
+
+
+class SaleBatchResult(BaseModel):
+    count: int
+    items: list[SalePublic]
+
+
+class SalePoint(BaseModel):
+    carats: float
+    price: Amount
+
+
+class SaleSample(BaseModel):
+    n_sales: int = Field(description="How many sales match; items are a uniform sample of them.")
+    items: list[SalePoint]
+
+
+class ImportResult(BaseModel):
+    count: int
+
+
+class SalePage(BaseModel):
+    items: list[SalePublic]
+    next_cursor: str | None = Field(
+        description="Pass as ?cursor= for the next page; null at the end."
+    )
