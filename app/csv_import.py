@@ -41,10 +41,16 @@ from sqlalchemy.orm import Session
 
 from app.db import Database
 from app.errors import InvalidInput, Loc, error_item
-from app.fields import carats_from_text, id_from_text, price_from_text, timestamp_from_text
+from app.fields import (
+    carats_from_text,
+    id_from_text,
+    price_from_text,
+    timestamp_from_text,
+    to_cents,
+)
 from app.orm import Sale, utcnow
 from app.security import Caller
-from app.services.sales import StoreIdLoc, check_store_ids, to_cents
+from app.services.sales import StoreIdLoc, check_store_ids
 
 COLUMNS = ("carats", "price", "sold_at", "store_id")
 REQUIRED = ("carats", "price")

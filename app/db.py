@@ -1,6 +1,10 @@
-"""Engine and sessions: one request is one transaction."""
+"""The engine, and the sessions the service opens.
 
-from collections.abc import Iterator
+A request's session is app/deps.py's SessionDep (one transaction, committed when the route
+returns); training, the CSV import and the per-process caches open their own here.
+"""
+
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -98,3 +102,17 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def begin_writing(session: Session) -> None:
+    """Begin the session's transaction as a writer: on SQLite BEGIN IMMEDIATE takes the write
+    lock at once (waiting up to the busy timeout), so that the transaction cannot fail half-way
+    when a read would turn into a write. A no-op beyond that on PostgreSQL."""
+    if session.in_transaction():
+        raise RuntimeError("the transaction began before it was said to write")
+    session.connection(execution_options={SQLITE_BEGIN: "IMMEDIATE"})
+
+
+def after_commit(session: Session, action: Callable[[], object]) -> None:
+    """Run ``action`` once the session's transaction has committed; never if it rolls back."""
+    event.listen(session, "after_commit", lambda _: action(), once=True)

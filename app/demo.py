@@ -74,6 +74,6 @@ def load_demo(
                 )
             progress(len(rows))
     lease = timedelta(seconds=settings.TRAINING_LEASE_SECONDS)
-    active = training.train(db, TrainRequest(), lease)
+    active, _ = training.train(db, TrainRequest(), lease)
     training.train(db, PLAIN_RUN, lease)
     return active

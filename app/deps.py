@@ -4,11 +4,10 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Annotated
 
 from fastapi import Depends, Header, Query, Request
-from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 
 from app.config import Settings
-from app.db import Database
+from app.db import Database, begin_writing
 from app.errors import Forbidden, InvalidInput, TooManyRequests, Unauthorized
 from app.live import LiveAccuracyTracker
 from app.metrics import Metrics
@@ -46,41 +45,41 @@ LiveDep = Annotated[LiveAccuracyTracker, Depends(get_live)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
-def _read_session(db: DatabaseDep) -> Iterator[Session]:
+def _request_session(db: DatabaseDep) -> Iterator[Session]:
     with db.session() as session:
         yield session
 
 
-def _write_session(db: DatabaseDep) -> Iterator[Session]:
-    with db.session(write=True) as session:
-        yield session
+# One session, one transaction per request: the key is checked in it, the services only
+# flush in it, and it commits when the route returns, or rolls back when it raises.
+# scope="function": the commit happens before the response is sent, so a client never holds
+# an acknowledgement for a write that did not commit.
+SessionDep = Annotated[Session, Depends(_request_session, scope="function")]
 
 
-# scope="function": the transaction commits before the response is sent, so a client never
-# holds an acknowledgement for a write that did not commit.
-ReadSession = Annotated[Session, Depends(_read_session, scope="function")]
-WriteSession = Annotated[Session, Depends(_write_session, scope="function")]
+def _writes(session: SessionDep) -> None:
+    begin_writing(session)
+
+
+# A route that writes says so with dependencies=[WRITES]: route dependencies run before its
+# parameters, so the transaction begins as a writer before the key is checked in it.
+WRITES = Depends(_writes)
 
 ApiKeyHeader = Annotated[
     str | None, Header(alias="X-API-Key", description="An admin or store API key.")
 ]
 
 
-def _identify(db: Database, settings: Settings, key: str | None) -> Caller:
-    if not key:
+def require_key(
+    session: SessionDep, settings: SettingsDep, x_api_key: ApiKeyHeader = None
+) -> Caller:
+    if not x_api_key:
         raise Unauthorized("missing X-API-Key header")
-    if len(key) > MAX_KEY_LENGTH:
-        # No key is this long: a wrong key, not a malformed request.
-        raise Unauthorized("unknown or revoked API key")
-    with db.session() as session:
-        caller = identify(session, settings, key)
+    # No key is longer: a wrong key, not a malformed request.
+    caller = identify(session, settings, x_api_key) if len(x_api_key) <= MAX_KEY_LENGTH else None
     if caller is None:
         raise Unauthorized("unknown or revoked API key")
     return caller
-
-
-def require_key(db: DatabaseDep, settings: SettingsDep, x_api_key: ApiKeyHeader = None) -> Caller:
-    return _identify(db, settings, x_api_key)
 
 
 def require_admin(caller: Annotated[Caller, Depends(require_key)]) -> Caller:
@@ -89,21 +88,11 @@ def require_admin(caller: Annotated[Caller, Depends(require_key)]) -> Caller:
     return caller
 
 
-async def require_reader(
-    db: DatabaseDep, settings: SettingsDep, x_api_key: ApiKeyHeader = None
-) -> Caller | None:
-    """Public reads need no key unless JEWELRY_PUBLIC_READS is false.
-
-    Async so that the public predict path never leaves the event loop.
-    """
-    if settings.PUBLIC_READS:
-        return None
-    return await run_in_threadpool(_identify, db, settings, x_api_key)
-
-
 CallerDep = Annotated[Caller, Depends(require_key)]
 AdminDep = Annotated[Caller, Depends(require_admin)]
-ReaderDep = Annotated[Caller | None, Depends(require_reader)]
+# Routers whose reads are public unless JEWELRY_PUBLIC_READS is false take this as a router
+# dependency then (app/main.py), so that the public quote path opens no session at all.
+KEY_FOR_READS = Depends(require_key)
 
 
 class ImportSlots:

@@ -37,6 +37,15 @@ EARLIEST_SALE = datetime(1900, 1, 1, tzinfo=UTC)
 LATEST_SALE = datetime(2100, 1, 1, tzinfo=UTC)
 
 
+def to_cents(price: Decimal) -> int:
+    """Dollars with at most two decimals as whole cents, the stored form of money."""
+    return int(price.scaleb(2))
+
+
+def from_cents(cents: int) -> Decimal:
+    return Decimal(cents).scaleb(-2)
+
+
 def to_money(value: Decimal) -> Decimal:
     """Round a dollar amount to whole cents (banker's rounding, as in accounting)."""
     return value.quantize(CENT, rounding=ROUND_HALF_EVEN)

@@ -22,19 +22,12 @@ from sqlalchemy.orm import Session
 
 from app.db import Database
 from app.orm import DeletedSale, ModelVersion
+from app.schemas.registry import LiveAccuracy
 from app.services.aggregates import first_sale_after, newest_sale_id, sums_by_segment
 from models import InvalidDataError, SufficientStats
 from models.report import line_error
 
-
-@dataclass(frozen=True)
-class Accuracy:
-    n_sales: int
-    rmse: float | None
-    bias: float | None
-
-
-NO_SALES = Accuracy(0, None, None)
+NO_SALES = LiveAccuracy(n_sales=0, rmse=None, bias=None)
 
 
 @dataclass
@@ -57,7 +50,7 @@ class LiveAccuracyTracker:
         self._invalid = False
         self._lock = threading.Lock()
 
-    def of(self, versions: Iterable[ModelVersion]) -> dict[int, Accuracy]:
+    def of(self, versions: Iterable[ModelVersion]) -> dict[int, LiveAccuracy]:
         with self._lock:
             due = time.monotonic() - self._state.refreshed_at >= self._refresh_seconds
             if due or self._invalid:
@@ -165,7 +158,7 @@ class LiveAccuracyTracker:
 
     # Measuring
 
-    def _measure(self, versions: Iterable[ModelVersion]) -> dict[int, Accuracy]:
+    def _measure(self, versions: Iterable[ModelVersion]) -> dict[int, LiveAccuracy]:
         segments = self._state.segments
         above: dict[int, SufficientStats] = {}
         running: SufficientStats | None = None
@@ -181,6 +174,8 @@ class LiveAccuracyTracker:
                 else None
             )
             result[version.version] = (
-                Accuracy(stats.n, *error) if stats is not None and error is not None else NO_SALES
+                LiveAccuracy(n_sales=stats.n, rmse=error[0], bias=error[1])
+                if stats is not None and error is not None
+                else NO_SALES
             )
         return result

@@ -14,7 +14,7 @@ from fastapi.concurrency import run_in_threadpool
 from app import migrate
 from app.config import Settings
 from app.db import Database
-from app.deps import ImportSlots
+from app.deps import KEY_FOR_READS, ImportSlots
 from app.errors import install_error_handlers
 from app.live import LiveAccuracyTracker
 from app.logs import configure_logging
@@ -94,12 +94,12 @@ def _state_limits_in_openapi(app: FastAPI, settings: Settings) -> None:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
-    configure_logging(settings.LOG_LEVEL, settings.LOG_REPEAT_SECONDS)
     db = Database(settings)
     metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_logging(settings.LOG_LEVEL, settings.LOG_REPEAT_SECONDS)
         if settings.MIGRATE_ON_START:
             new_key = prepare_database(db, settings)
             if new_key is not None:
@@ -136,9 +136,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_body=settings.MAX_BODY_BYTES,
         max_upload=settings.MAX_UPLOAD_BYTES,
     )
-    for module in (health, stores, sales, training, registry, pricing, operations, web):
+    for module in (health, stores, sales, training, operations, web):
         app.include_router(module.router)
+    reads = [] if settings.PUBLIC_READS else [KEY_FOR_READS]
+    for module in (registry, pricing):
+        app.include_router(module.router, dependencies=reads)
     return app
 
 
-app = create_app()
+def __getattr__(name: str) -> FastAPI:
+    """``app.main:app``, built from the environment on first use: importing this module
+    builds nothing, opens nothing and configures no logging."""
+    if name != "app":
+        raise AttributeError(name)
+    built: FastAPI = create_app()
+    globals()["app"] = built
+    return built

@@ -6,6 +6,8 @@ import secrets
 from dataclasses import dataclass
 from typing import Literal
 
+from app.errors import Forbidden
+
 # Keys are made by new_key (about 50 characters) or configured (an admin key of 16 or more).
 MAX_KEY_LENGTH = 200
 
@@ -18,6 +20,11 @@ class Caller:
     @property
     def is_admin(self) -> bool:
         return self.role == "admin"
+
+    def check_store(self, store_id: int | None) -> None:
+        """Refuse a store key acting for another store (the admin acts for any)."""
+        if not self.is_admin and store_id is not None and store_id != self.store_id:
+            raise Forbidden(f"this key belongs to store {self.store_id}, not store {store_id}")
 
     @property
     def scope(self) -> str:

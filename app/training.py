@@ -88,8 +88,11 @@ def _flat(value: Any) -> list[float | None]:
     return [float(value)] if isinstance(value, int | float) else []
 
 
-def train(db: Database, request: TrainRequest, lease_ttl: timedelta) -> ModelVersion:
-    """Fit, store and (when it should) activate a new version, one run at a time.
+def train(
+    db: Database, request: TrainRequest, lease_ttl: timedelta
+) -> tuple[ModelVersion, int | None]:
+    """Fit, store and (when it should) activate a new version, one run at a time; returns it
+    with the version active once it was stored.
 
     Raises InvalidInput for data or settings the learning core refuses, or a fit that cannot
     be shown (then nothing is stored), and TrainingBusy while another run holds the lease.
@@ -99,7 +102,7 @@ def train(db: Database, request: TrainRequest, lease_ttl: timedelta) -> ModelVer
         return _train(db, request)
 
 
-def _train(db: Database, request: TrainRequest) -> ModelVersion:
+def _train(db: Database, request: TrainRequest) -> tuple[ModelVersion, int | None]:
     where = SalesFilter(
         store_ids=tuple(request.store_ids) if request.store_ids else None,
         sold_since=request.sold_since,
@@ -165,4 +168,4 @@ def _train(db: Database, request: TrainRequest) -> ModelVersion:
         session.flush()
         if request.activate and status != "not_converged":
             registry.activate(session, version.version)
-    return version
+        return version, registry.active_version(session)

@@ -4,7 +4,7 @@ from typing import Annotated, Any
 import numpy as np
 from fastapi import APIRouter, Query, Response
 
-from app.deps import MetricsDep, ModelCacheDep, ReaderDep, ReadSession, SettingsDep
+from app.deps import MetricsDep, ModelCacheDep, SessionDep, SettingsDep
 from app.errors import too_long
 from app.fields import MAX_CARATS, MIN_CARATS, RowId, Timestamp, money_text
 from app.model_cache import ActiveModelCache, ServingModel
@@ -63,7 +63,7 @@ def _interval(bounds: tuple[float, float] | None, level: float) -> EstimateInter
 
 
 @router.get("/prices", response_model=Prices)
-async def prices(_: ReaderDep, cache: ModelCacheDep) -> Prices:
+async def prices(cache: ModelCacheDep) -> Prices:
     """The learned silver price and gold price per carat, with standard errors and 95% intervals."""
     model = await _serving(cache)
     reg = model.regressor
@@ -84,8 +84,7 @@ async def prices(_: ReaderDep, cache: ModelCacheDep) -> Prices:
 
 @router.get("/prices/history", response_model=PriceHistory)
 def prices_history(
-    _: ReaderDep,
-    session: ReadSession,
+    session: SessionDep,
     period: Period = Period.month,
     store_id: Annotated[RowId | None, Query()] = None,
     sold_since: Annotated[Timestamp | None, Query()] = None,
@@ -121,7 +120,6 @@ def prices_history(
 @router.get("/predict", response_model=SinglePrediction)
 async def predict_one(
     carats: Annotated[float, Query(ge=MIN_CARATS, le=MAX_CARATS, allow_inf_nan=False)],
-    _: ReaderDep,
     cache: ModelCacheDep,
     metrics: MetricsDep,
 ) -> SinglePrediction:
@@ -135,7 +133,6 @@ async def predict_one(
 @router.post("/predict", response_model=Predictions)
 async def predict_many(
     body: PredictRequest,
-    _: ReaderDep,
     cache: ModelCacheDep,
     metrics: MetricsDep,
     settings: SettingsDep,

@@ -3,23 +3,15 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Response
 
-from app.deps import (
-    AdminDep,
-    LiveDep,
-    ModelCacheDep,
-    PageLimit,
-    ReaderDep,
-    ReadSession,
-    WriteSession,
-)
+from app.db import after_commit
+from app.deps import WRITES, AdminDep, LiveDep, ModelCacheDep, PageLimit, SessionDep
 from app.fields import MAX_ID, Cursor
-from app.live import Accuracy, LiveAccuracyTracker
+from app.live import LiveAccuracyTracker
 from app.orm import ModelVersion
 from app.routes import JsonRoute
 from app.schemas.registry import (
     CostSurface,
     DescentHistory,
-    LiveAccuracy,
     ModelVersionPage,
     ModelVersionPublic,
 )
@@ -37,35 +29,14 @@ def present(
 ) -> list[ModelVersionPublic]:
     """Versions as the API shows them, with their live accuracy."""
     accuracy = live.of(rows)
-    return [_public(row, active, accuracy[row.version]) for row in rows]
-
-
-def _public(row: ModelVersion, active: int | None, accuracy: Accuracy) -> ModelVersionPublic:
-    return ModelVersionPublic(
-        version=row.version,
-        status=row.status,
-        active=row.version == active,
-        silver_price=row.silver_price,
-        gold_price_per_carat=row.gold_price_per_carat,
-        n_samples=row.n_samples,
-        iterations=row.iterations,
-        converged=row.converged,
-        metrics=row.metrics,
-        parameters=row.parameters,
-        filters=row.filters,
-        trained_at=row.created_at,
-        training_seconds=row.training_seconds,
-        live=LiveAccuracy(n_sales=accuracy.n_sales, rmse=accuracy.rmse, bias=accuracy.bias),
-    )
+    return [
+        ModelVersionPublic.from_row(row, active=active, live=accuracy[row.version]) for row in rows
+    ]
 
 
 @router.get("", response_model=ModelVersionPage)
 def list_models(
-    _: ReaderDep,
-    session: ReadSession,
-    live: LiveDep,
-    limit: PageLimit,
-    cursor: Cursor | None = None,
+    session: SessionDep, live: LiveDep, limit: PageLimit, cursor: Cursor | None = None
 ) -> ModelVersionPage:
     """Trained versions, newest first, a page at a time."""
     active = registry.active_version(session)
@@ -81,23 +52,21 @@ def list_models(
 
 
 @router.get("/active", response_model=ModelVersionPublic)
-def active_model(_: ReaderDep, session: ReadSession, live: LiveDep) -> ModelVersionPublic:
+def active_model(session: SessionDep, live: LiveDep) -> ModelVersionPublic:
     """The version that answers predictions now."""
     row = registry.get_active(session)
     return present([row], row.version, live)[0]
 
 
 @router.get("/{version:int}", response_model=ModelVersionPublic)
-def get_model(
-    version: Version, _: ReaderDep, session: ReadSession, live: LiveDep
-) -> ModelVersionPublic:
+def get_model(version: Version, session: SessionDep, live: LiveDep) -> ModelVersionPublic:
     """One version."""
     row = registry.get_version(session, version)
     return present([row], registry.active_version(session), live)[0]
 
 
 @router.get("/{version:int}/cost-history", response_model=DescentHistory)
-def cost_history(version: Version, _: ReaderDep, session: ReadSession) -> DescentHistory:
+def cost_history(version: Version, session: SessionDep) -> DescentHistory:
     """The cost J and the two prices by iteration during the fit (at most 1,000 points),
     and the cost surface they went down."""
     row = registry.get_version(session, version)
@@ -121,22 +90,20 @@ def _surface(row: ModelVersion) -> CostSurface | None:
     )
 
 
-@router.post("/{version:int}/activate", response_model=ModelVersionPublic)
+@router.post("/{version:int}/activate", response_model=ModelVersionPublic, dependencies=[WRITES])
 def activate(
-    version: Version, _: AdminDep, session: WriteSession, cache: ModelCacheDep, live: LiveDep
+    version: Version, _: AdminDep, session: SessionDep, cache: ModelCacheDep, live: LiveDep
 ) -> ModelVersionPublic:
     """Serve this version from now on (roll forward or back)."""
     row = registry.activate(session, version)
-    # Commit before dropping the cache, so this worker's next refresh reads the new pointer.
-    session.commit()
-    cache.invalidate()
+    # Once committed, so that this worker's next quote reads the new pointer.
+    after_commit(session, cache.invalidate)
     return present([row], row.version, live)[0]
 
 
-@router.delete("/{version:int}", status_code=204)
-def delete_model(version: Version, _: AdminDep, session: WriteSession, live: LiveDep) -> Response:
+@router.delete("/{version:int}", status_code=204, dependencies=[WRITES])
+def delete_model(version: Version, _: AdminDep, session: SessionDep, live: LiveDep) -> Response:
     """Drop a version that is not active (409 for the active one)."""
     registry.delete_version(session, version)
-    session.commit()
-    live.invalidate()
+    after_commit(session, live.invalidate)
     return Response(status_code=204)

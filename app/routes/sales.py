@@ -1,8 +1,9 @@
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
@@ -13,18 +14,18 @@ from starlette.requests import ClientDisconnect
 from app import csv_import
 from app.config import Settings
 from app.deps import (
+    WRITES,
     CallerDep,
     DatabaseDep,
     ImportCaller,
     MetricsDep,
     PageLimit,
-    ReadSession,
+    SessionDep,
     SettingsDep,
-    WriteSession,
 )
 from app.errors import AppError, InvalidInput, too_long
-from app.fields import Cursor, RowId, Timestamp, money_text
-from app.orm import Sale
+from app.fields import Cursor, RowId, Timestamp, from_cents, money_text
+from app.metrics import Metrics
 from app.routes import JsonRoute
 from app.schemas.common import ErrorBody
 from app.schemas.sales import (
@@ -40,7 +41,7 @@ from app.schemas.sales import (
 from app.security import Caller
 from app.services import idempotency, sales
 from app.services.aggregates import SalesFilter, check_period
-from app.services.sales import NewSale, from_cents
+from app.services.sales import NewSale
 
 router = APIRouter(prefix="/api/v1/sales", tags=["sales"], route_class=JsonRoute)
 
@@ -56,93 +57,86 @@ IdempotencyKeyHeader = Annotated[
 ]
 
 
-def public(sale: Sale) -> SalePublic:
-    return SalePublic(
-        id=sale.id,
-        store_id=sale.store_id,
-        carats=sale.carats,
-        price=from_cents(sale.price_cents),
-        sold_at=sale.sold_at,
-        created_at=sale.created_at,
-    )
-
-
 def _new(record: SaleCreate) -> NewSale:
     return NewSale(
         carats=record.carats, price=record.price, store_id=record.store_id, sold_at=record.sold_at
     )
 
 
-def _idempotent(
-    session: Session,
-    caller: Caller,
-    settings: Settings,
-    key: str | None,
-    request: BaseModel,
-    produce: Callable[[], BaseModel],
-) -> Response:
-    """Run `produce` once per Idempotency-Key; the key commits with the write it guards."""
-    claimed = None
-    if key is not None:
-        outcome = idempotency.claim(
-            session,
-            caller.scope,
-            key,
-            idempotency.fingerprint(type(request).__name__ + request.model_dump_json()),
-            timedelta(hours=settings.IDEMPOTENCY_TTL_HOURS),
-        )
-        if isinstance(outcome, idempotency.Replay):
-            return Response(
-                outcome.body,
-                status_code=outcome.status_code,
-                media_type="application/json",
-                headers={"Idempotent-Replayed": "true"},
+@dataclass(frozen=True)
+class SaleWrite:
+    """What a request that records sales works with, and its Idempotency-Key."""
+
+    caller: Caller
+    session: Session
+    settings: Settings
+    metrics: Metrics
+    idempotency_key: str | None
+
+    def once(self, request: BaseModel, produce: Callable[[], BaseModel]) -> Response:
+        """Run ``produce`` once per Idempotency-Key; the key commits with the write it guards,
+        and the same key with the same validated body replays the first answer."""
+        claimed = None
+        if self.idempotency_key is not None:
+            outcome = idempotency.claim(
+                self.session,
+                self.caller.scope,
+                self.idempotency_key,
+                idempotency.fingerprint(type(request).__name__ + request.model_dump_json()),
+                timedelta(hours=self.settings.IDEMPOTENCY_TTL_HOURS),
             )
-        claimed = outcome
-    payload = produce().model_dump_json()
-    if claimed is not None:
-        idempotency.complete(session, claimed, 201, payload)
-    return Response(payload, status_code=201, media_type="application/json")
+            if isinstance(outcome, idempotency.Replay):
+                return Response(
+                    outcome.body,
+                    status_code=outcome.status_code,
+                    media_type="application/json",
+                    headers={"Idempotent-Replayed": "true"},
+                )
+            claimed = outcome
+        payload = produce().model_dump_json()
+        if claimed is not None:
+            idempotency.complete(self.session, claimed, 201, payload)
+        return Response(payload, status_code=201, media_type="application/json")
 
 
-@router.post("", status_code=201, response_model=SalePublic)
-def create_sale(
-    body: SaleCreate,
+def _sale_write(
     caller: CallerDep,
-    session: WriteSession,
+    session: SessionDep,
     settings: SettingsDep,
     metrics: MetricsDep,
     idempotency_key: IdempotencyKeyHeader = None,
-) -> Response:
+) -> SaleWrite:
+    return SaleWrite(caller, session, settings, metrics, idempotency_key)
+
+
+SaleWriteDep = Annotated[SaleWrite, Depends(_sale_write)]
+
+
+@router.post("", status_code=201, response_model=SalePublic, dependencies=[WRITES])
+def create_sale(body: SaleCreate, write: SaleWriteDep) -> Response:
     """Record one sale. With a store key, store_id may be left out."""
 
     def produce() -> SalePublic:
-        [sale] = sales.record_sales(session, caller, [_new(body)], loc=sales.in_body)
-        metrics.sales_ingested.labels("single").inc()
-        return public(sale)
+        [sale] = sales.record_sales(write.session, write.caller, [_new(body)], loc=sales.in_body)
+        write.metrics.sales_ingested.labels("single").inc()
+        return SalePublic.from_row(sale)
 
-    return _idempotent(session, caller, settings, idempotency_key, body, produce)
+    return write.once(body, produce)
 
 
-@router.post("/batch", status_code=201, response_model=SaleBatchResult)
-def create_batch(
-    body: SaleBatch,
-    caller: CallerDep,
-    session: WriteSession,
-    settings: SettingsDep,
-    metrics: MetricsDep,
-    idempotency_key: IdempotencyKeyHeader = None,
-) -> Response:
+@router.post("/batch", status_code=201, response_model=SaleBatchResult, dependencies=[WRITES])
+def create_batch(body: SaleBatch, write: SaleWriteDep) -> Response:
     """Record many sales: all of them, or none when any is invalid."""
-    if len(body.records) > settings.MAX_BATCH_RECORDS:
-        raise too_long(["body", "records"], settings.MAX_BATCH_RECORDS, len(body.records))
+    limit = write.settings.MAX_BATCH_RECORDS
+    if len(body.records) > limit:
+        raise too_long(["body", "records"], limit, len(body.records))
 
     def produce() -> SaleBatchResult:
-        stored = sales.record_sales(session, caller, [_new(r) for r in body.records])
-        metrics.sales_ingested.labels("batch").inc(len(stored))
-        return SaleBatchResult(count=len(stored), items=[public(s) for s in stored])
+        stored = sales.record_sales(write.session, write.caller, [_new(r) for r in body.records])
+        write.metrics.sales_ingested.labels("batch").inc(len(stored))
+        return SaleBatchResult(count=len(stored), items=[SalePublic.from_row(s) for s in stored])
 
-    return _idempotent(session, caller, settings, idempotency_key, body, produce)
+    return write.once(body, produce)
 
 
 # The body is read in the handler, after the key and the import slot are settled, so FastAPI
@@ -205,7 +199,7 @@ async def import_csv(
 @router.get("", response_model=SalePage)
 def list_sales(
     caller: CallerDep,
-    session: ReadSession,
+    session: SessionDep,
     limit: PageLimit,
     store_id: Annotated[RowId | None, Query()] = None,
     sold_since: Annotated[Timestamp | None, Query()] = None,
@@ -223,13 +217,15 @@ def list_sales(
         limit=limit,
         after_id=int(cursor) if cursor is not None else None,
     )
-    return SalePage(items=[public(s) for s in page], next_cursor=str(last) if last else None)
+    return SalePage(
+        items=[SalePublic.from_row(s) for s in page], next_cursor=str(last) if last else None
+    )
 
 
 @router.get("/sample", response_model=SaleSample)
 def sample_sales(
     caller: CallerDep,
-    session: ReadSession,
+    session: SessionDep,
     store_id: Annotated[RowId | None, Query()] = None,
     size: Annotated[int, Query(ge=1, le=10_000)] = 2_000,
 ) -> SaleSample:
@@ -285,13 +281,13 @@ def export_csv(
 
 
 @router.get("/{sale_id:int}", response_model=SalePublic)
-def get_sale(sale_id: RowId, caller: CallerDep, session: ReadSession) -> SalePublic:
+def get_sale(sale_id: RowId, caller: CallerDep, session: SessionDep) -> SalePublic:
     """One sale."""
-    return public(sales.get_sale(session, caller, sale_id))
+    return SalePublic.from_row(sales.get_sale(session, caller, sale_id))
 
 
-@router.delete("/{sale_id:int}", status_code=204)
-def delete_sale(sale_id: RowId, caller: CallerDep, session: WriteSession) -> Response:
+@router.delete("/{sale_id:int}", status_code=204, dependencies=[WRITES])
+def delete_sale(sale_id: RowId, caller: CallerDep, session: SessionDep) -> Response:
     """Delete one sale (a correction); models already trained keep what they learned."""
     sales.delete_sale(session, caller, sale_id)
     return Response(status_code=204)

@@ -3,13 +3,19 @@ from datetime import timedelta
 from fastapi import APIRouter
 
 from app import training
-from app.deps import AdminDep, DatabaseDep, LiveDep, MetricsDep, ModelCacheDep, SettingsDep
+from app.deps import (
+    AdminDep,
+    DatabaseDep,
+    LiveDep,
+    MetricsDep,
+    ModelCacheDep,
+    SettingsDep,
+)
 from app.errors import AppError
 from app.lease import TrainingBusy
 from app.routes import JsonRoute
 from app.routes.registry import present
 from app.schemas.registry import ModelVersionPublic, TrainRequest
-from app.services import registry
 
 router = APIRouter(prefix="/api/v1", tags=["models"], route_class=JsonRoute)
 
@@ -24,10 +30,14 @@ def train(
     live: LiveDep,
     body: TrainRequest | None = None,
 ) -> ModelVersionPublic:
-    """Fit a new version from the stored sales; it becomes active when it converged."""
+    """Fit a new version from the stored sales; it becomes active when it converged.
+
+    The request's transaction only checks the key: a training run takes its lease, reads its
+    snapshot and writes its version in transactions of its own.
+    """
     try:
         lease_ttl = timedelta(seconds=settings.TRAINING_LEASE_SECONDS)
-        row = training.train(db, body or TrainRequest(), lease_ttl)
+        row, active = training.train(db, body or TrainRequest(), lease_ttl)
     except TrainingBusy:
         metrics.training_runs.labels("busy").inc()
         raise
@@ -37,5 +47,4 @@ def train(
     metrics.training_runs.labels(row.status).inc()
     cache.invalidate()
     live.invalidate()
-    with db.session() as session:
-        return present([row], registry.active_version(session), live)[0]
+    return present([row], active, live)[0]

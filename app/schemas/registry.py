@@ -9,6 +9,7 @@ from pydantic import (
 )
 
 from app.fields import BodyId, Estimate, Flag, JsonInt, PositiveRate, Timestamp
+from app.orm import ModelVersion
 from app.schemas.common import Input
 from models.params import Method
 
@@ -58,6 +59,28 @@ class ModelVersionPublic(BaseModel):
     trained_at: datetime
     training_seconds: float
     live: LiveAccuracy
+
+    @classmethod
+    def from_row(
+        cls, row: ModelVersion, *, active: int | None, live: LiveAccuracy
+    ) -> "ModelVersionPublic":
+        """The version as the API shows it, given the active version and its live accuracy."""
+        return cls(
+            version=row.version,
+            status=row.status,
+            active=row.version == active,
+            silver_price=row.silver_price,
+            gold_price_per_carat=row.gold_price_per_carat,
+            n_samples=row.n_samples,
+            iterations=row.iterations,
+            converged=row.converged,
+            metrics=row.metrics,
+            parameters=row.parameters,
+            filters=row.filters,
+            trained_at=row.created_at,
+            training_seconds=row.training_seconds,
+            live=live,
+        )
 
 
 class ModelVersionPage(BaseModel):

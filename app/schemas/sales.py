@@ -7,7 +7,8 @@ from pydantic import (
     Field,
 )
 
-from app.fields import Amount, BodyCarats, BodyId, Money, Price, Timestamp
+from app.fields import Amount, BodyCarats, BodyId, Money, Price, Timestamp, from_cents
+from app.orm import Sale
 from app.schemas.common import Input
 
 # Sales
@@ -27,6 +28,17 @@ class SalePublic(BaseModel):
     price: Money
     sold_at: datetime
     created_at: datetime
+
+    @classmethod
+    def from_row(cls, sale: Sale) -> "SalePublic":
+        return cls(
+            id=sale.id,
+            store_id=sale.store_id,
+            carats=sale.carats,
+            price=from_cents(sale.price_cents),
+            sold_at=sale.sold_at,
+            created_at=sale.created_at,
+        )
 
 
 class SaleBatch(Input):

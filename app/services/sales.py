@@ -11,6 +11,7 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from app.errors import Forbidden, InvalidInput, Loc, NotFound, error_item
+from app.fields import to_cents
 from app.orm import DeletedSale, Sale, Store, utcnow
 from app.security import Caller
 from app.services.aggregates import SalesFilter
@@ -25,14 +26,6 @@ class NewSale:
     price: Decimal
     store_id: int | None = None
     sold_at: datetime | None = None
-
-
-def to_cents(price: Decimal) -> int:
-    return int(price.scaleb(2))
-
-
-def from_cents(cents: int) -> Decimal:
-    return Decimal(cents).scaleb(-2)
 
 
 # Where the store_id of the record at an index sits in the request, for error locations.
@@ -55,21 +48,16 @@ def check_store_ids(
     known = set(session.scalars(select(Store.id).where(Store.id.in_(named)))) if named else set()
     errors: list[dict[str, Any]] = []
     ids: list[int] = []
-    for index, store_id in enumerate(wanted):
-        if store_id is None:
-            if caller.is_admin:
-                errors.append(
-                    error_item(loc(index), "required when using the admin key", "missing")
-                )
-                continue
-            store_id = caller.store_id
-        elif not caller.is_admin and store_id != caller.store_id:
-            raise Forbidden(f"this key belongs to store {caller.store_id}, not store {store_id}")
-        elif store_id not in known:
-            errors.append(error_item(loc(index), f"no store with id {store_id}"))
-            continue
-        assert store_id is not None
-        ids.append(store_id)
+    for index, named_id in enumerate(wanted):
+        caller.check_store(named_id)
+        if named_id is None and caller.store_id is not None:
+            ids.append(caller.store_id)
+        elif named_id is None:
+            errors.append(error_item(loc(index), "required when using the admin key", "missing"))
+        elif named_id not in known:
+            errors.append(error_item(loc(index), f"no store with id {named_id}"))
+        else:
+            ids.append(named_id)
     if errors:
         raise InvalidInput(errors)
     return ids
@@ -145,11 +133,8 @@ def list_sales(
 
 def visible_store(caller: Caller, store_id: int | None) -> int | None:
     """The store a listing may cover: a store key its own, the admin any or all."""
-    if caller.is_admin:
-        return store_id
-    if store_id is not None and store_id != caller.store_id:
-        raise Forbidden(f"this key belongs to store {caller.store_id}, not store {store_id}")
-    return caller.store_id
+    caller.check_store(store_id)
+    return store_id if caller.is_admin else caller.store_id
 
 
 def sample_sales(
