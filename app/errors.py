@@ -94,14 +94,6 @@ def too_long(loc: Loc, limit: int, got: int) -> InvalidInput:
     )
 
 
-def _validation_detail(exc: RequestValidationError) -> list[dict[str, Any]]:
-    # Echoing the offending input back could be huge or hold a secret: name the place instead.
-    return [
-        error_item(error.get("loc", ()), error.get("msg", ""), error.get("type", "value_error"))
-        for error in exc.errors()
-    ]
-
-
 def _allowed_methods(app: FastAPI, path: str) -> list[str]:
     """The methods of every operation whose path template matches, from the OpenAPI schema."""
     table = getattr(app.state, "method_table", None)
@@ -124,37 +116,68 @@ def _allowed_methods(app: FastAPI, path: str) -> list[str]:
     return sorted({m for pattern, methods in table if pattern.match(path) for m in methods})
 
 
-def install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(AppError)
-    async def _app_error(_: Request, exc: AppError) -> JSONResponse:
-        return JSONResponse(
-            {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
+class BodyTooLarge(HTTPException):
+    """A request body over its limit. An HTTPException rather than an AppError because the
+    limit is enforced while FastAPI reads the body, and FastAPI lets only those through."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"request body larger than {limit} bytes")
+
+
+# SQLite's result codes (the low byte) for a lock another connection holds; PostgreSQL's
+# SQLSTATEs for a lock, a statement timeout, a serialisation failure and a deadlock.
+_SQLITE_BUSY = {5, 6}
+_POSTGRES_BUSY = {"55P03", "57014", "40001", "40P01"}
+
+
+def _busy(exc: OperationalError) -> bool:
+    code = getattr(exc.orig, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in _SQLITE_BUSY
+    return getattr(exc.orig, "sqlstate", None) in _POSTGRES_BUSY
+
+
+def as_app_error(request: Request, exc: Exception) -> AppError:
+    """Every error the service answers with, as the AppError that says it."""
+    if isinstance(exc, AppError):
+        return exc
+    if isinstance(exc, RequestValidationError):
+        # Echoing the offending input back could be huge or hold a secret: name the place.
+        return InvalidInput(
+            [
+                error_item(e.get("loc", ()), e.get("msg", ""), e.get("type", "value_error"))
+                for e in exc.errors()
+            ]
         )
-
-    @app.exception_handler(HTTPException)
-    async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
-        headers = dict(exc.headers or {})
-        if exc.status_code == 405:
-            # Name every method the path has, not only those of the first route matched; the
-            # page and its files are not in the schema, and keep what their route said.
-            allowed = _allowed_methods(request.app, request.url.path) or sorted(
-                m.strip() for m in headers.get("Allow", "").split(",") if m.strip()
-            )
-            headers["Allow"] = ", ".join(allowed)
-        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse({"detail": _validation_detail(exc)}, status_code=422)
-
-    @app.exception_handler(OperationalError)
-    async def _database_down(request: Request, exc: OperationalError) -> JSONResponse:
+    if isinstance(exc, OperationalError):
         # A lock wait that ran out or a database that went away: the client may retry.
         log.warning("database unavailable on %s: %s", request.url.path, exc.orig)
-        busy = "locked" in str(exc.orig).lower() or "busy" in str(exc.orig).lower()
-        detail = (
-            "the database is busy with other writes; retry shortly"
-            if busy
-            else "the database is unavailable; retry shortly"
-        )
-        return JSONResponse({"detail": detail}, status_code=503, headers={"Retry-After": "1"})
+        if _busy(exc):
+            return Unavailable("the database is busy with other writes; retry shortly")
+        return Unavailable("the database is unavailable; retry shortly")
+    assert isinstance(exc, HTTPException)  # routing's 404 and 405, body parsing's 400 and 413
+    error = AppError(str(exc.detail), headers=dict(exc.headers or {}))
+    error.status_code = exc.status_code
+    if exc.status_code == 405 and error.headers is not None:
+        # Name every method the path has, not only those of the first route matched; the
+        # page and its files are not in the schema, and keep what their route said.
+        said = [m.strip() for m in error.headers.get("Allow", "").split(",") if m.strip()]
+        allowed = _allowed_methods(request.app, request.url.path) or sorted(said)
+        error.headers["Allow"] = ", ".join(allowed)
+    return error
+
+
+def error_response(error: AppError) -> JSONResponse:
+    return JSONResponse(
+        {"detail": error.detail}, status_code=error.status_code, headers=error.headers
+    )
+
+
+async def _render(request: Request, exc: Exception) -> JSONResponse:
+    return error_response(as_app_error(request, exc))
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """One handler renders every error; FastAPI asks for it once per exception type."""
+    for kind in (AppError, HTTPException, RequestValidationError, OperationalError):
+        app.add_exception_handler(kind, _render)

@@ -4,22 +4,16 @@ import logging
 import re
 import time
 import uuid
-from typing import Any
 
-from starlette.exceptions import HTTPException
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.errors import BodyTooLarge, as_app_error, error_response
 from app.logs import request_id
 from app.metrics import UNMATCHED_ROUTE, Metrics, method_label
 
 log = logging.getLogger("app.access")
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-
-
-class BodyTooLarge(HTTPException):
-    # An HTTPException, so FastAPI passes it through its body parsing untouched.
-    def __init__(self, limit: int) -> None:
-        super().__init__(413, f"request body larger than {limit} bytes")
 
 
 class ServiceMiddleware:
@@ -51,7 +45,7 @@ class ServiceMiddleware:
         try:
             declared = headers.get("content-length", "")
             if declared.isdigit() and int(declared) > limit:
-                await _reject(send_with_id, limit)
+                await _reject(scope, receive, send_with_id, limit)
                 return
             await self.app(scope, _limited(receive, limit), send_with_id)
         finally:
@@ -93,17 +87,9 @@ def _limited(receive: Receive, limit: int) -> Receive:
     return wrapped
 
 
-async def _reject(send: Any, limit: int) -> None:
-    body = f'{{"detail":"request body larger than {limit} bytes"}}'.encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 413,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"connection", b"close"),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+async def _reject(scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+    """Answer 413 before reading a body whose Content-Length is over the limit, and close the
+    connection rather than read (or discard) what the client goes on sending."""
+    response = error_response(as_app_error(Request(scope), BodyTooLarge(limit)))
+    response.headers["Connection"] = "close"
+    await response(scope, receive, send)

@@ -1,9 +1,9 @@
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
 
 from app import migrate
 from app.deps import DatabaseDep
+from app.errors import Unavailable
 from app.schemas.common import Health
 
 router = APIRouter(prefix="/health", tags=["operations"])
@@ -15,20 +15,22 @@ async def live() -> Health:
     return Health(status="ok")
 
 
-@router.get("/ready", response_model=Health, responses={503: {"model": Health}})
-def ready(db: DatabaseDep) -> Health | JSONResponse:
-    """The database answers and its schema is at the newest migration."""
+# A load balancer polls readiness; a few seconds between tries is plenty.
+READY_RETRY_AFTER_SECONDS = 5
+
+
+@router.get("/ready", response_model=Health)
+def ready(db: DatabaseDep) -> Health:
+    """The database answers and its schema is at the newest migration (503 otherwise)."""
     try:
         # Reading the schema revision is itself the proof that the database answers.
         current = migrate.current_revision(db.engine)
     except SQLAlchemyError:
-        return _unavailable("database unreachable")
+        raise Unavailable("database unreachable", READY_RETRY_AFTER_SECONDS) from None
     head = migrate.head_revision()
     if current != head:
-        return _unavailable(f"schema at {current}, expected {head}: run jewelry-forecast migrate")
+        raise Unavailable(
+            f"schema at {current}, expected {head}: run jewelry-forecast migrate",
+            READY_RETRY_AFTER_SECONDS,
+        )
     return Health(status="ok")
-
-
-def _unavailable(detail: str) -> JSONResponse:
-    body = Health(status="unavailable", detail=detail).model_dump()
-    return JSONResponse(body, status_code=503, headers={"Retry-After": "5"})

@@ -36,5 +36,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 class Health(BaseModel):
-    status: Literal["ok", "unavailable"]
-    detail: str | None = None
+    """A health check that passed; one that fails is a 503 like any other error."""
+
+    status: Literal["ok"]
+    detail: None = None
