@@ -12,6 +12,7 @@ from tqdm import tqdm
 
 from app.client import add_commands
 from app.config import METRICS_DIR_VARIABLE, Settings
+from app.db import backend
 from app.files import ensure_data_dir, write_secret
 
 
@@ -19,7 +20,7 @@ def _settings(*, keeps_key: bool = False) -> Settings:
     """The settings, after readying the data directory when this command writes there, so
     that one the user cannot write fails in one line rather than in SQLite's traceback."""
     settings = Settings()
-    if keeps_key or settings.is_sqlite:
+    if keeps_key or backend(settings.DATABASE_URL) == "sqlite":
         ensure_data_dir(settings.DATA_DIR)
     return settings
 

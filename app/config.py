@@ -7,7 +7,6 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.security import MAX_KEY_LENGTH
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # Names prometheus_client's directory for multiprocess mode, which `serve` turns on.
 METRICS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -16,7 +15,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="JEWELRY_", extra="ignore")
 
     # Where the embedded database and the generated admin key file live.
-    DATA_DIR: Path = PROJECT_ROOT / "data"
+    # data/ in the directory the service is started from (the project's, with `make run`), so
+    # that an installed package never writes inside site-packages.
+    DATA_DIR: Path = Field(default_factory=lambda: Path("data").resolve())
     # Empty means the SQLite file DATA_DIR/jewelry.db.
     DATABASE_URL: str = ""
     # None means: generate one at first start, keep only its hash, print it once.
@@ -89,7 +90,3 @@ class Settings(BaseSettings):
                 f"JEWELRY_ADMIN_API_KEY must be 16 to {MAX_KEY_LENGTH} characters long"
             )
         return key
-
-    @property
-    def is_sqlite(self) -> bool:
-        return self.DATABASE_URL.startswith("sqlite")

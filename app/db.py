@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -24,9 +24,18 @@ SQLITE_BEGIN = "jewelry_sqlite_begin"
 _SQLITE_READONLY, _SQLITE_IOERR = 8, 10
 
 
+def backend(target: Session | Connection | Engine | str) -> str:
+    """The kind of database (``"sqlite"`` or ``"postgresql"``) behind a session, a connection,
+    an engine or a URL: the one way the code asks."""
+    if isinstance(target, str):
+        return make_url(target).get_backend_name()
+    bind = target.get_bind() if isinstance(target, Session) else target
+    return bind.dialect.name
+
+
 def make_engine(settings: Settings) -> Engine:
     url = make_url(settings.DATABASE_URL)
-    if url.get_backend_name() != "sqlite":
+    if backend(settings.DATABASE_URL) != "sqlite":
         return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
 
     engine = create_engine(url, connect_args={"check_same_thread": False})
@@ -72,13 +81,12 @@ class Database:
 
     def __init__(self, settings: Settings) -> None:
         self.engine = make_engine(settings)
-        self.is_sqlite = self.engine.dialect.name == "sqlite"
         writer = self.engine.execution_options(**{SQLITE_BEGIN: "IMMEDIATE"})
         # One snapshot for every statement of a transaction: SQLite's read transactions in WAL
         # mode are snapshots already; PostgreSQL's default (READ COMMITTED) is not.
         snapshot = (
             self.engine
-            if self.is_sqlite
+            if backend(self.engine) == "sqlite"
             else self.engine.execution_options(isolation_level="REPEATABLE READ")
         )
         self._read = sessionmaker(self.engine, expire_on_commit=False)

@@ -16,7 +16,7 @@ from datetime import timedelta
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import OperationalError
 
-from app.db import Database
+from app.db import Database, backend
 from app.errors import Conflict
 from app.orm import TrainingLease, utcnow
 
@@ -36,7 +36,7 @@ class TrainingBusy(Conflict):
 
 @contextmanager
 def training_lease(db: Database, ttl: timedelta) -> Iterator[None]:
-    if db.is_sqlite:
+    if backend(db.engine) == "sqlite":
         with _lease_row(db, ttl):
             yield
     else:

@@ -1,6 +1,7 @@
 """Schema migrations, run through Alembic's API: the only way the schema changes."""
 
 from functools import cache
+from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
@@ -8,16 +9,17 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, func, select
 
-from app.config import PROJECT_ROOT
-from app.db import SQLITE_BEGIN
+from app.db import SQLITE_BEGIN, backend
 
+# Installed beside app/ (the wheel packages both).
+MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 # Key of the advisory lock that serialises schema changes and first-start setup on PostgreSQL.
 STARTUP_LOCK_KEY = 0x6A66_6D69  # "jfmi"
 
 
 def alembic_config() -> Config:
     config = Config()
-    config.set_main_option("script_location", str(PROJECT_ROOT / "migrations"))
+    config.set_main_option("script_location", str(MIGRATIONS))
     config.set_main_option("path_separator", "os")
     return config
 
@@ -25,7 +27,7 @@ def alembic_config() -> Config:
 def serialise_startup(connection: Connection) -> None:
     """Hold the startup lock until this transaction ends, so that workers starting together
     migrate and set up one after the other (SQLite: BEGIN IMMEDIATE does it)."""
-    if connection.dialect.name == "postgresql":
+    if backend(connection) == "postgresql":
         connection.execute(select(func.pg_advisory_xact_lock(STARTUP_LOCK_KEY)))
 
 

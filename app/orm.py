@@ -1,6 +1,7 @@
 """Tables, as SQLAlchemy 2.x typed ORM classes. Alembic migrations create them."""
 
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any, ClassVar
 
 from sqlalchemy import (
@@ -10,6 +11,7 @@ from sqlalchemy import (
     CheckConstraint,
     DateTime,
     Double,
+    Enum,
     ForeignKey,
     Index,
     Integer,
@@ -129,12 +131,23 @@ class IdempotencyKey(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
 
 
+class VersionStatus(StrEnum):
+    """How a training run ended: at its tolerance, at the end of a fixed budget it was given
+    (tolerance 0, or epochs), or out of iterations before its tolerance (never activated)."""
+
+    converged = "converged"
+    completed = "completed"
+    not_converged = "not_converged"
+
+
 class ModelVersion(Base):
     __tablename__ = "model_versions"
 
     version: Mapped[int] = mapped_column(Id, primary_key=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    status: Mapped[str] = mapped_column(String(20))
+    status: Mapped[VersionStatus] = mapped_column(
+        Enum(VersionStatus, native_enum=False, create_constraint=False, length=20)
+    )
     method: Mapped[str] = mapped_column(String(20))
     parameters: Mapped[dict[str, Any]]
     filters: Mapped[dict[str, Any]]

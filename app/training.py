@@ -17,7 +17,7 @@ from app.db import Database
 from app.errors import InvalidInput
 from app.fields import MAX_CARATS, MAX_QUOTE, MIN_CARATS
 from app.lease import training_lease
-from app.orm import ModelVersion
+from app.orm import ModelVersion, VersionStatus
 from app.schemas.registry import TrainRequest
 from app.services import registry
 from app.services.aggregates import (
@@ -35,7 +35,8 @@ def _regressor(request: TrainRequest) -> RingPriceRegressor:
     return RingPriceRegressor(
         learning_rate=request.learning_rate,
         max_iterations=request.max_iterations,
-        tolerance=request.tolerance if request.tolerance is not None else 1e-10,
+        # Left out, the core's own default applies.
+        **({"tolerance": request.tolerance} if request.tolerance is not None else {}),
         feature_scaling=request.feature_scaling,
         method=request.method,
         batch_size=request.batch_size,
@@ -136,7 +137,11 @@ def _train(db: Database, request: TrainRequest) -> tuple[ModelVersion, int | Non
     # A fixed budget (tolerance 0, or epochs of mini-batch/SGD) is complete when it has run.
     fixed_budget = request.method != "batch" or request.tolerance == 0
     status = (
-        "converged" if regressor.converged_ else "completed" if fixed_budget else "not_converged"
+        VersionStatus.converged
+        if regressor.converged_
+        else VersionStatus.completed
+        if fixed_budget
+        else VersionStatus.not_converged
     )
     report = regressor.report_.with_mae(mae) if mae is not None else regressor.report_
     version = ModelVersion(
@@ -160,12 +165,12 @@ def _train(db: Database, request: TrainRequest) -> tuple[ModelVersion, int | Non
         n_samples=stats.n,
         training_seconds=seconds,
         cost_history=regressor.cost_history_.to_dict(),
-        estimator=regressor.to_dict(),
+        estimator=regressor.to_dict(serving=True),
         trained_through_sale_id=watermark,
     )
     with db.session(write=True) as session:
         session.add(version)
         session.flush()
-        if request.activate and status != "not_converged":
+        if request.activate and status is not VersionStatus.not_converged:
             registry.activate(session, version.version)
         return version, registry.active_version(session)

@@ -413,9 +413,10 @@ class RingPriceRegressor:
 
     # ---- serialisation ------------------------------------------------------------------
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, *, serving: bool = False) -> dict[str, Any]:
         """JSON-safe description of the fitted model (str, int, float, bool, None, list, dict),
-        in the format :mod:`models.serialization` names.
+        in the format :mod:`models.serialization` names; with ``serving``, without the cost
+        history and the report (see there).
 
         Examples
         --------
@@ -426,7 +427,7 @@ class RingPriceRegressor:
         True
         """
         self._check_fitted()
-        return regressor_to_dict(self)
+        return regressor_to_dict(self, serving=serving)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Self:

@@ -3,23 +3,24 @@
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, select, text
 
 from app import migrate
 from app.config import Settings
 from app.db import Database
-from app.orm import Base
+from app.orm import Base, ModelVersion, utcnow
+from models import RingPriceRegressor
 
 
 @pytest.fixture
-def empty_database(database_url: str) -> Database:
+def unmigrated_db(database_url: str) -> Database:
     db = Database(Settings(DATABASE_URL=database_url))
     migrate.downgrade(db.engine, "base")
     return db
 
 
-def test_upgrade_downgrade_upgrade(empty_database: Database) -> None:
-    db = empty_database
+def test_upgrade_downgrade_upgrade(unmigrated_db: Database) -> None:
+    db = unmigrated_db
     assert set(inspect(db.engine).get_table_names()) <= {"alembic_version"}
     migrate.upgrade(db.engine)
     assert migrate.current_revision(db.engine) == migrate.head_revision()
@@ -31,6 +32,45 @@ def test_upgrade_downgrade_upgrade(empty_database: Database) -> None:
     migrate.upgrade(db.engine)
     with db.engine.connect() as connection:
         assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
+    db.dispose()
+
+
+def test_data_migrations_normalise_store_names_and_compact_stored_models(
+    unmigrated_db: Database,
+) -> None:
+    """Rows written before a revision come out of it as the code now writes them."""
+    db = unmigrated_db
+    migrate.upgrade(db.engine, "4a2f2fef7601")  # before NFC names and serving-form models
+    fitted = RingPriceRegressor().fit([1.0, 2.0, 3.0, 4.0], [150.0, 250.0, 250.0, 380.0])
+    with db.engine.begin() as connection:
+        names = ["Cafe\u0301", "Caf\u00e9", "Plain"]  # the first two are one name in NFC
+        for name in names:
+            connection.execute(
+                text("INSERT INTO stores (name, created_at) VALUES (:n, :t)"),
+                {"n": name, "t": "2026-01-01 00:00:00"},
+            )
+        connection.execute(
+            ModelVersion.__table__.insert().values(
+                version=1, created_at=utcnow(), status="converged", method="batch",
+                parameters={}, filters={}, silver_price=fitted.silver_price_,
+                gold_price_per_carat=fitted.gold_price_per_carat_,
+                metrics=fitted.report_.to_dict(), iterations=fitted.n_iter_, converged=True,
+                n_samples=4, training_seconds=0.0, cost_history=fitted.cost_history_.to_dict(),
+                estimator=fitted.to_dict(), trained_through_sale_id=4,
+            )
+        )  # fmt: skip
+    migrate.upgrade(db.engine)
+    with db.engine.connect() as connection:
+        stored = connection.execute(text("SELECT id, name FROM stores ORDER BY id")).all()
+        estimator = connection.execute(select(ModelVersion.__table__.c.estimator)).scalar_one()
+    assert [name for _, name in stored] == ["Caf\u00e9", f"Caf\u00e9 ({stored[1][0]})", "Plain"]
+    assert "cost_history" not in estimator and "report" not in estimator
+    served = RingPriceRegressor.from_dict(estimator)
+    assert served.predict([7.0]).tolist() == fitted.predict([7.0]).tolist()
+    migrate.downgrade(db.engine, "fba6cd6cdd1a")
+    with db.engine.connect() as connection:
+        whole = connection.execute(select(ModelVersion.__table__.c.estimator)).scalar_one()
+    assert RingPriceRegressor.from_dict(whole).report_.rmse == fitted.report_.rmse
     db.dispose()
 
 

@@ -24,8 +24,6 @@ from app.services.registry import NoActiveModel
 
 router = APIRouter(prefix="/api/v1", tags=["prices"], route_class=JsonRoute)
 
-LEVEL = 0.95
-
 
 async def _serving(cache: ActiveModelCache) -> ServingModel:
     model = await cache.get()
@@ -39,7 +37,9 @@ def _quotes(model: ServingModel, carats: list[float]) -> list[dict[str, Any]]:
     quote cost ~20 us each, most of a 100,000-quote request."""
     x = np.asarray(carats, dtype=float)
     prices = model.regressor.predict(x).tolist()
-    bounds = model.regressor.prediction_interval(x, level=LEVEL)
+    # At the level of the fit's own intervals (the core's default, 95%).
+    level = model.regressor.report_.level
+    bounds = model.regressor.prediction_interval(x, level=level)
     if bounds is None:
         return [
             {"carats": c, "price": money_text(p), "interval": None}
@@ -50,7 +50,7 @@ def _quotes(model: ServingModel, carats: list[float]) -> list[dict[str, Any]]:
         {
             "carats": c,
             "price": money_text(p),
-            "interval": {"level": LEVEL, "lower": money_text(lo), "upper": money_text(hi)},
+            "interval": {"level": level, "lower": money_text(lo), "upper": money_text(hi)},
         }
         for c, p, lo, hi in zip(carats, prices, lower, upper, strict=True)
     ]

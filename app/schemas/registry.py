@@ -9,7 +9,7 @@ from pydantic import (
 )
 
 from app.fields import BodyId, Estimate, Flag, JsonInt, PositiveRate, Timestamp
-from app.orm import ModelVersion
+from app.orm import ModelVersion, VersionStatus
 from app.schemas.common import Input
 from models.params import Method
 
@@ -43,7 +43,7 @@ class LiveAccuracy(BaseModel):
 
 class ModelVersionPublic(BaseModel):
     version: int
-    status: str
+    status: VersionStatus
     active: bool
     silver_price: Estimate
     gold_price_per_carat: Estimate

@@ -10,6 +10,7 @@ import numpy as np
 from sqlalchemy import ColumnElement, Double, case, cast, func, literal_column, select
 from sqlalchemy.orm import Session
 
+from app.db import backend
 from app.errors import InvalidInput
 from app.orm import Sale
 from models import SufficientStats
@@ -123,7 +124,7 @@ def sums_by_period(
     first = select(Sale).where(*conds).order_by(Sale.id).limit(1).subquery()
     x0 = select(first.c.carats).scalar_subquery()
     y0 = select(first.c.price_cents).scalar_subquery()
-    start = _period_start(period, session.get_bind().dialect.name).label("period_start")
+    start = _period_start(period, backend(session)).label("period_start")
     rows = session.execute(
         select(start, *_shifted_sums(x0, y0), func.min(x0), func.min(y0))
         .where(*conds)

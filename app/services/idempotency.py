@@ -14,6 +14,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from app.db import backend
 from app.errors import Conflict, InvalidInput
 from app.orm import IdempotencyKey, utcnow
 
@@ -32,7 +33,7 @@ def claim(
     session: Session, scope: str, key: str, request_hash: str, ttl: timedelta
 ) -> Replay | IdempotencyKey:
     """Return the stored answer for this key, or a fresh claim to complete with `complete`."""
-    if session.get_bind().dialect.name == "postgresql":
+    if backend(session) == "postgresql":
         lock = func.pg_try_advisory_xact_lock(func.hashtextextended(f"{scope}\x1f{key}", 0))
         if not session.scalar(select(lock)):
             raise Conflict(

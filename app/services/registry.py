@@ -4,7 +4,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from app.errors import Conflict, NotFound
-from app.orm import ActiveModel, ModelVersion, utcnow
+from app.orm import ActiveModel, ModelVersion, VersionStatus, utcnow
 
 
 class NoActiveModel(Conflict):
@@ -45,7 +45,7 @@ def activate(session: Session, version: int) -> ModelVersion:
     """Point the service at a version: one UPDATE, so readers see the old or the new one."""
     active_version(session, lock=True)
     row = get_version(session, version)
-    if row.status == "not_converged":
+    if row.status is VersionStatus.not_converged:
         raise Conflict(f"model version {version} did not converge and cannot be activated")
     session.execute(
         update(ActiveModel)

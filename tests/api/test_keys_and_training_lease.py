@@ -12,7 +12,7 @@ from sqlalchemy import select, update
 
 from app import training
 from app.config import Settings
-from app.db import Database
+from app.db import Database, backend
 from app.lease import training_lease
 from app.main import create_app
 from app.orm import Store, TrainingLease, utcnow
@@ -169,7 +169,7 @@ def test_keys_are_random_and_stored_only_as_hashes(settings: Settings, client: T
         hashes = set(session.scalars(select(Store.api_key_hash)))
     db.dispose()
     assert hashes == {hash_key(k) for k in keys}
-    if settings.is_sqlite:
+    if backend(settings.DATABASE_URL) == "sqlite":
         path = Path(settings.DATABASE_URL.removeprefix("sqlite:///"))
         files = [path, path.with_name(path.name + "-wal")]
         on_disk = b"".join(f.read_bytes() for f in files if f.exists())

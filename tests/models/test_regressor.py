@@ -229,3 +229,18 @@ def test_from_dict_refuses_bad_params_and_prices() -> None:
     bad["stats"]["sum_xx"] = -1
     with pytest.raises(InvalidParameterError, match="serialised regressor is invalid"):
         RingPriceRegressor.from_dict(bad)
+
+
+def test_the_serving_form_keeps_what_quotes_need_and_rebuilds_the_report() -> None:
+    reg = RingPriceRegressor().fit([1.0, 2.0, 3.0, 4.5], [150.0, 250.0, 250.0, 380.0])
+    served = json.loads(json.dumps(reg.to_dict(serving=True)))
+    assert "cost_history" not in served and "report" not in served
+    again = RingPriceRegressor.from_dict(served)
+    probe = [0.5, 2.0, 40.0]
+    assert again.predict(probe).tolist() == reg.predict(probe).tolist()
+    low, high = again.prediction_interval(probe)  # type: ignore[misc]
+    want_low, want_high = reg.prediction_interval(probe)  # type: ignore[misc]
+    assert low.tolist() == want_low.tolist() and high.tolist() == want_high.tolist()
+    # Everything the statistics give is rebuilt exactly; the MAE needs the rows.
+    assert again.report_ == reg.report_.with_mae(None)
+    assert len(again.cost_history_) == 0

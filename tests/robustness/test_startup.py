@@ -10,7 +10,6 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from app.config import PROJECT_ROOT
 from tests.helpers import ADMIN_KEY
 from tests.robustness.support import count_rows
 
@@ -18,7 +17,7 @@ SCHEMA = "robustness_fresh"
 
 
 @pytest.fixture
-def empty_database(database_url: str, tmp_path: Path) -> Iterator[str]:
+def unmigrated_url(database_url: str, tmp_path: Path) -> Iterator[str]:
     """A database of the same backend with no tables at all."""
     url = make_url(database_url)
     if url.get_backend_name() == "sqlite":
@@ -55,14 +54,14 @@ WORKERS = 2
 
 
 def test_workers_starting_together_on_an_empty_database_all_start(
-    empty_database: str, tmp_path: Path
+    unmigrated_url: str, tmp_path: Path
 ) -> None:
     """`serve --workers N` on a new database: every worker migrates on start, at the same
     moment. None may fail, or uvicorn's supervisor stops the whole service a few seconds after
     the others answered ready (seen with --workers 2 on both backends)."""
     env = {
         **os.environ,
-        "JEWELRY_DATABASE_URL": empty_database,
+        "JEWELRY_DATABASE_URL": unmigrated_url,
         "JEWELRY_DATA_DIR": str(tmp_path),
         "JEWELRY_ADMIN_API_KEY": ADMIN_KEY,
         "JEWELRY_LOG_LEVEL": "WARNING",
@@ -71,7 +70,7 @@ def test_workers_starting_together_on_an_empty_database_all_start(
         subprocess.Popen(
             [sys.executable, "-c", WORKER],
             env=env,
-            cwd=PROJECT_ROOT,
+            cwd=Path(__file__).resolve().parents[2],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -99,5 +98,5 @@ def test_workers_starting_together_on_an_empty_database_all_start(
     ]
     assert failures == [], "\n\n".join(failures)
     assert [out for out, _ in results] == ["started\n"] * WORKERS
-    assert count_rows(empty_database, "stores") == 0
-    assert count_rows(empty_database, "alembic_version") == 1
+    assert count_rows(unmigrated_url, "stores") == 0
+    assert count_rows(unmigrated_url, "alembic_version") == 1
