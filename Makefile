@@ -34,6 +34,7 @@ test: chromium setup lint
 lint:
 	$(VENV)/ruff check .
 	$(VENV)/ruff format --check .
+	$(VENV)/mypy
 
 format:
 	$(VENV)/ruff check --fix .

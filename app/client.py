@@ -10,7 +10,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, BinaryIO, get_args
+from typing import Any, BinaryIO, cast, get_args
 
 import httpx
 from tqdm import tqdm
@@ -184,7 +184,9 @@ def _import(args: argparse.Namespace, http: httpx.Client) -> tuple[Any, str]:
         path.open("rb") as file,
         tqdm(total=path.stat().st_size, unit="B", unit_scale=True, desc=path.name) as bar,
     ):
-        files = {"file": (path.name, _Progress(file, bar), "text/csv")}
+        # httpx reads the upload through read() only: a file in all but name.
+        upload = cast(BinaryIO, _Progress(file, bar))
+        files = {"file": (path.name, upload, "text/csv")}
         body = _checked(http.post("/api/v1/sales/import", files=files))
     return body, f"imported {body['count']} sales from {path}"
 

@@ -7,9 +7,9 @@ returns); training, the CSV import and the per-process caches open their own her
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, CursorResult, Engine, Result, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -119,6 +119,12 @@ def begin_writing(session: Session) -> None:
     if session.in_transaction():
         raise RuntimeError("the transaction began before it was said to write")
     session.connection(execution_options={SQLITE_BEGIN: "IMMEDIATE"})
+
+
+def rows_changed(result: Result[Any]) -> int:
+    """How many rows an UPDATE or DELETE changed (SQLAlchemy types execute()'s result as the
+    general Result, which for these statements is always a CursorResult)."""
+    return cast(CursorResult[Any], result).rowcount
 
 
 def after_commit(session: Session, action: Callable[[], object]) -> None:

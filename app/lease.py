@@ -16,7 +16,7 @@ from datetime import timedelta
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import OperationalError
 
-from app.db import Database, backend
+from app.db import Database, backend, rows_changed
 from app.errors import Conflict
 from app.orm import TrainingLease, utcnow
 
@@ -63,14 +63,16 @@ def _lease_row(db: Database, ttl: timedelta) -> Iterator[None]:
     holder = uuid.uuid4().hex
     with db.session(write=True) as session:
         now = utcnow()
-        taken = session.execute(
-            update(TrainingLease)
-            .where(
-                TrainingLease.id == 1,
-                or_(TrainingLease.holder.is_(None), TrainingLease.expires_at < now),
+        taken = rows_changed(
+            session.execute(
+                update(TrainingLease)
+                .where(
+                    TrainingLease.id == 1,
+                    or_(TrainingLease.holder.is_(None), TrainingLease.expires_at < now),
+                )
+                .values(holder=holder, expires_at=now + ttl)
             )
-            .values(holder=holder, expires_at=now + ttl)
-        ).rowcount
+        )
     if taken != 1:
         raise TrainingBusy()
     stop = threading.Event()

@@ -87,6 +87,7 @@ def _state_limits_in_openapi(app: FastAPI, settings: Settings) -> None:
                         for option in parameter["schema"].get("anyOf", [parameter["schema"]]):
                             if option.get("type") == "integer":
                                 option["maximum"] = settings.MAX_PAGE_SIZE
+        assert app.openapi_schema is not None
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -27,7 +27,7 @@ from collections import OrderedDict
 from contextlib import suppress
 from dataclasses import asdict, dataclass
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from weakref import WeakKeyDictionary
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -80,16 +80,17 @@ class WorkerConnections:
 _workers: WeakKeyDictionary[ServerState, WorkerConnections] = WeakKeyDictionary()
 
 
-class GuardedConnection:
+if TYPE_CHECKING:
+    # What the mixin extends, for the type checker: both protocol classes have these parts.
+    _UvicornProtocol = H11Protocol
+else:
+    _UvicornProtocol = object
+
+
+class GuardedConnection(_UvicornProtocol):
     """Mixed in before one of uvicorn's HTTP/1.1 protocol classes (h11 or httptools), whose
     ``cycle`` (the current request: ``more_body``, ``response_complete``), ``flow``,
     ``transport``, ``server_state`` and ``loop`` it reads."""
-
-    cycle: Any
-    flow: Any
-    transport: asyncio.Transport
-    server_state: ServerState
-    loop: asyncio.AbstractEventLoop
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -102,7 +103,8 @@ class GuardedConnection:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = float("inf")
 
-    def connection_made(self, transport: asyncio.Transport) -> None:
+    # Narrower than asyncio's BaseTransport, as uvicorn's own protocol classes declare it.
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
@@ -203,8 +205,8 @@ try:
 except ImportError:
     pass
 else:
-
-    class HttpToolsConnection(GuardedConnection, HttpToolsProtocol):
+    # The mixin is typed against h11's class; httptools' has the same parts, annotated apart.
+    class HttpToolsConnection(GuardedConnection, HttpToolsProtocol):  # type: ignore[misc]
         pass
 
     PROTOCOLS.append(HttpToolsConnection)

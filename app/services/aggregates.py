@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import ColumnElement, Double, case, cast, func, literal_column, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from app.db import backend
 from app.errors import InvalidInput
@@ -50,8 +50,8 @@ def check_period(prefix: tuple[str, ...], since: datetime | None, until: datetim
         raise InvalidInput.at([*prefix, "sold_until"], "must be later than sold_since")
 
 
-def _dollars(column: ColumnElement[int]) -> ColumnElement[float]:
-    return cast(column, Double) / 100.0
+def _dollars(cents: ColumnElement[int] | InstrumentedAttribute[int]) -> ColumnElement[float]:
+    return cast(cents, Double[float](asdecimal=False)) / 100.0
 
 
 def _shifted_sums(shift_x: Any, shift_cents: Any) -> list[ColumnElement[Any]]:

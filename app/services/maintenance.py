@@ -5,6 +5,7 @@ from datetime import timedelta
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from app.db import rows_changed
 from app.orm import DeletedSale, IdempotencyKey, utcnow
 
 # Rows each table loses per run at most: short write transactions, even after a long outage.
@@ -17,11 +18,10 @@ def purge_expired(
     """Delete expired Idempotency-Keys and old deletion records; returns how many went."""
     now = utcnow()
     purged = 0
-    for table, column, age in (
-        (IdempotencyKey, IdempotencyKey.created_at, idempotency_ttl),
-        (DeletedSale, DeletedSale.deleted_at, deleted_sales_keep),
+    for key, made_at, age in (
+        (IdempotencyKey.id, IdempotencyKey.created_at, idempotency_ttl),
+        (DeletedSale.seq, DeletedSale.deleted_at, deleted_sales_keep),
     ):
-        key = next(iter(table.__table__.primary_key.columns))
-        batch = select(key).where(column < now - age).limit(PURGE_BATCH).scalar_subquery()
-        purged += session.execute(delete(table).where(key.in_(batch))).rowcount
+        batch = select(key).where(made_at < now - age).limit(PURGE_BATCH).scalar_subquery()
+        purged += rows_changed(session.execute(delete(key.class_).where(key.in_(batch))))
     return purged
