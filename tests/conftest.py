@@ -6,8 +6,10 @@ Every API test runs on SQLite, and on PostgreSQL too when JEWELRY_TEST_POSTGRES_
 
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -64,15 +66,27 @@ def reset_postgres(url: str) -> None:
     db.dispose()
 
 
-@pytest.fixture(params=BACKENDS)
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        path = tmp_path / "jewelry.db"
+def fresh_database(request: pytest.FixtureRequest, backend: str, directory: Path) -> str:
+    """The URL of a migrated, empty database: a copy of the SQLite template in ``directory``,
+    or the PostgreSQL test database emptied. For fixtures of any scope."""
+    if backend == "sqlite":
+        path = directory / "jewelry.db"
         shutil.copy(request.getfixturevalue("sqlite_template"), path)
         return f"sqlite:///{path}"
     url = request.getfixturevalue("postgres_ready")
     reset_postgres(url)
     return url
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    return fresh_database(request, request.param, tmp_path)
+
+
+@pytest.fixture
+def sqlite_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """For what only SQLite has (its file, its lock, its lease)."""
+    return fresh_database(request, "sqlite", tmp_path)
 
 
 @pytest.fixture
@@ -84,6 +98,22 @@ def settings(database_url: str) -> Settings:
 def client(settings: Settings) -> Iterator[TestClient]:
     with TestClient(create_app(settings)) as test_client:
         yield test_client
+
+
+ClientWith = Callable[..., AbstractContextManager[TestClient]]
+
+
+@pytest.fixture
+def client_with(settings: Settings) -> ClientWith:
+    """A client of an app on the test's database with some settings changed, e.g.
+    ``with client_with(MAX_PAGE_SIZE=10) as client:``."""
+
+    @contextmanager
+    def make(**changes: Any) -> Iterator[TestClient]:
+        with TestClient(create_app(settings.model_copy(update=changes))) as test_client:
+            yield test_client
+
+    return make
 
 
 @pytest.fixture

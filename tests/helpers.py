@@ -1,9 +1,14 @@
 """Helpers the API tests share."""
 
+from typing import Any
+
+import httpx
 from fastapi.testclient import TestClient
 
 ADMIN_KEY = "test-admin-key-0123456789abcdef"
 ADMIN = {"X-API-Key": ADMIN_KEY}
+# Three sales on a line close to 70 + 40 x: enough for a fit with intervals.
+THREE_SALES = [(1, "110"), (2, "150"), (3, "191")]
 
 
 def new_store(client: TestClient, name: str = "Store") -> tuple[int, dict[str, str]]:
@@ -20,13 +25,29 @@ def add_sales(client: TestClient, headers: dict[str, str], rows: list[tuple[floa
     assert response.status_code == 201, response.text
 
 
-def count_sales(client: TestClient) -> int:
-    """Every sale stored, counted through the API with the admin key."""
-    total, cursor = 0, None
-    while True:
-        params = {"limit": 1000, **({"cursor": cursor} if cursor else {})}
-        page = client.get("/api/v1/sales", params=params, headers=ADMIN).json()
-        total += len(page["items"])
+def all_items(
+    http: httpx.Client,
+    path: str,
+    *,
+    headers: dict[str, str] | None = None,
+    limit: int = 1000,
+    max_pages: int = 1000,
+) -> list[dict[str, Any]]:
+    """Every item of a paged listing ({items, next_cursor}), following the cursor."""
+    items: list[dict[str, Any]] = []
+    cursor: str | None = None
+    for _ in range(max_pages):
+        params: dict[str, Any] = {"limit": limit, **({"cursor": cursor} if cursor else {})}
+        response = http.get(path, params=params, headers=headers)
+        assert response.status_code == 200, response.text
+        page = response.json()
+        items += page["items"]
         cursor = page["next_cursor"]
         if cursor is None:
-            return total
+            return items
+    raise AssertionError(f"more than {max_pages} pages at {path}")
+
+
+def count_sales(client: TestClient) -> int:
+    """Every sale stored, counted through the API with the admin key."""
+    return len(all_items(client, "/api/v1/sales", headers=ADMIN))

@@ -7,12 +7,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from app.config import Settings
-from app.main import create_app
 from app.orm import ModelVersion
-from tests.helpers import ADMIN, add_sales, new_store
-
-THREE_SALES = [(1, "110"), (2, "150"), (3, "191")]
+from tests.conftest import ClientWith
+from tests.helpers import ADMIN, THREE_SALES, add_sales, all_items, new_store
 
 
 def stored_sales(client: TestClient) -> int:
@@ -88,11 +85,9 @@ def _assert_fastapi_422(response: Any, first_loc: str) -> None:
         assert isinstance(error["msg"], str) and error["msg"]
 
 
-def test_every_422_has_fastapis_shape(settings: Settings) -> None:
-    settings.MAX_BATCH_RECORDS = 2
-    settings.MAX_PREDICT_CARATS = 2
-    settings.MAX_PAGE_SIZE = 10
-    with TestClient(create_app(settings)) as client:
+def test_every_422_has_fastapis_shape(client_with: ClientWith) -> None:
+    limits = {"MAX_BATCH_RECORDS": 2, "MAX_PREDICT_CARATS": 2, "MAX_PAGE_SIZE": 10}
+    with client_with(**limits) as client:
         _, key = new_store(client)
         add_sales(client, key, THREE_SALES[:2])
         add_sales(client, key, THREE_SALES[2:])
@@ -233,15 +228,7 @@ def test_the_registry_pages_like_the_sales(client: TestClient) -> None:
     _, key = new_store(client)
     add_sales(client, key, THREE_SALES)
     versions = [train(client)["version"] for _ in range(5)]
-    seen: list[int] = []
-    cursor = None
-    while True:
-        params: dict[str, Any] = {"limit": 2, **({"cursor": cursor} if cursor else {})}
-        page = client.get("/api/v1/models", params=params).json()
-        seen += [m["version"] for m in page["items"]]
-        cursor = page["next_cursor"]
-        if cursor is None:
-            break
+    seen = [m["version"] for m in all_items(client, "/api/v1/models", limit=2)]
     assert seen == sorted(versions, reverse=True)
 
 
@@ -385,9 +372,8 @@ def test_an_overlong_api_key_is_401(client: TestClient) -> None:
     assert response.headers["WWW-Authenticate"].startswith("ApiKey")
 
 
-def test_the_page_size_setting_governs_the_page_size(settings: Settings) -> None:
-    settings.MAX_PAGE_SIZE = 2_500
-    with TestClient(create_app(settings)) as client:
+def test_the_page_size_setting_governs_the_page_size(client_with: ClientWith) -> None:
+    with client_with(MAX_PAGE_SIZE=2_500) as client:
         _, key = new_store(client)
         add_sales(client, key, [(1 + i / 1000, "100") for i in range(2_100)])
         page = client.get("/api/v1/sales", params={"limit": 2_200}, headers=key)
@@ -399,8 +385,7 @@ def test_the_page_size_setting_governs_the_page_size(settings: Settings) -> None
         ]
         [limit] = [p for p in parameters if p["name"] == "limit"]
         assert {"type": "integer", "minimum": 1, "maximum": 2_500} in limit["schema"]["anyOf"]
-    settings.MAX_PAGE_SIZE = 10
-    with TestClient(create_app(settings)) as client:
+    with client_with(MAX_PAGE_SIZE=10) as client:
         _, key = new_store(client, "Small pages")
         add_sales(client, key, [(1 + i / 1000, "100") for i in range(15)])
         assert len(client.get("/api/v1/sales", headers=key).json()["items"]) == 10

@@ -6,8 +6,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from app.config import Settings
-from app.main import create_app
+from tests.conftest import ClientWith
 from tests.helpers import ADMIN, count_sales, new_store
 
 
@@ -331,10 +330,8 @@ def test_the_schema_declares_the_multipart_file(client: TestClient) -> None:
     assert "429" in operation["responses"]
 
 
-def test_an_import_frees_its_slot_however_it_ends(settings: Settings) -> None:
-    settings.MAX_CONCURRENT_IMPORTS = 1
-    settings.MAX_UPLOAD_BYTES = 2048
-    with TestClient(create_app(settings)) as client:
+def test_an_import_frees_its_slot_however_it_ends(client_with: ClientWith) -> None:
+    with client_with(MAX_CONCURRENT_IMPORTS=1, MAX_UPLOAD_BYTES=2048) as client:
         _, key = new_store(client)
         assert upload(client, key, b"carats,price\n1,abc\n").status_code == 422
         assert upload(client, key, b"carats,price\n" + b"1,2\n" * 1000).status_code == 413

@@ -1,15 +1,16 @@
 """Hostile and malformed requests: always a 4xx that says what was wrong, and nothing stored."""
 
 import json
-import shutil
 import sqlite3
-from pathlib import Path
+from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy.engine import make_url
 
 from app.config import Settings
 from app.main import create_app
+from tests.conftest import ClientWith
 from tests.helpers import ADMIN, ADMIN_KEY, new_store
 
 
@@ -18,11 +19,9 @@ def stored(client: TestClient) -> int:
 
 
 @pytest.fixture
-def small_client(settings: Settings) -> TestClient:
-    settings.MAX_BODY_BYTES = 2048
-    settings.MAX_UPLOAD_BYTES = 4096
-    with TestClient(create_app(settings)) as client:
-        yield client  # type: ignore[misc]
+def small_client(client_with: ClientWith) -> Iterator[TestClient]:
+    with client_with(MAX_BODY_BYTES=2048, MAX_UPLOAD_BYTES=4096) as client:
+        yield client
 
 
 def test_a_body_over_the_limit_is_413_with_content_length(small_client: TestClient) -> None:
@@ -133,15 +132,11 @@ def test_a_huge_idempotency_key_is_refused(client: TestClient) -> None:
     assert stored(client) == 0
 
 
-def test_a_write_lock_wait_that_times_out_is_503_with_retry_after(
-    tmp_path: Path, sqlite_template: Path
-) -> None:
-    shutil.copy(sqlite_template, tmp_path / "busy.db")
-    url = f"sqlite:///{tmp_path / 'busy.db'}"
-    settings = Settings(DATABASE_URL=url, ADMIN_API_KEY=ADMIN_KEY, SQLITE_BUSY_TIMEOUT_MS=50)
+def test_a_write_lock_wait_that_times_out_is_503_with_retry_after(sqlite_url: str) -> None:
+    settings = Settings(DATABASE_URL=sqlite_url, ADMIN_API_KEY=ADMIN_KEY, SQLITE_BUSY_TIMEOUT_MS=50)
     with TestClient(create_app(settings)) as client:
         _, key = new_store(client)
-        blocker = sqlite3.connect(tmp_path / "busy.db", isolation_level=None)
+        blocker = sqlite3.connect(str(make_url(sqlite_url).database), isolation_level=None)
         blocker.execute("BEGIN IMMEDIATE")
         try:
             response = client.post("/api/v1/sales", json={"carats": 1, "price": 1}, headers=key)

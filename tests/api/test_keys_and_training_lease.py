@@ -1,7 +1,6 @@
 """Key rotation and revocation, the access matrix, and one training run at a time."""
 
 import itertools
-import shutil
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -18,7 +17,8 @@ from app.main import create_app
 from app.orm import Store, TrainingLease, utcnow
 from app.security import hash_key
 from models import RingPriceRegressor
-from tests.helpers import ADMIN, ADMIN_KEY, add_sales, new_store
+from tests.conftest import ClientWith
+from tests.helpers import ADMIN, ADMIN_KEY, THREE_SALES, add_sales, new_store
 
 NO_KEY: dict[str, str] = {}
 WRONG = {"X-API-Key": "jf_store_" + "x" * 43}
@@ -55,7 +55,7 @@ def test_access_matrix(client: TestClient) -> None:
     the store's own key, the admin key. (Key rotation and revocation have their own tests.)"""
     _, own = new_store(client, "Own")
     _, other = new_store(client, "Other")
-    add_sales(client, own, [(1, "110"), (2, "150"), (3, "191")])
+    add_sales(client, own, THREE_SALES)
     client.post("/api/v1/train", headers=ADMIN)
     sale = client.post("/api/v1/sales", json={"carats": 1, "price": 9}, headers=own).json()
     names = itertools.count()
@@ -105,7 +105,7 @@ def test_access_matrix(client: TestClient) -> None:
 
 def test_a_second_training_while_one_runs_is_409(settings: Settings, client: TestClient) -> None:
     _, key = new_store(client)
-    add_sales(client, key, [(1, "110"), (2, "150"), (3, "191")])
+    add_sales(client, key, THREE_SALES)
     db = Database(settings)
     with training_lease(db, timedelta(minutes=5)):
         busy = client.post("/api/v1/train", headers=ADMIN)
@@ -117,14 +117,13 @@ def test_a_second_training_while_one_runs_is_409(settings: Settings, client: Tes
     db.dispose()
 
 
-def test_a_dead_holders_lease_expires(tmp_path: Path, sqlite_template: Path) -> None:
+def test_a_dead_holders_lease_expires(sqlite_url: str) -> None:
     """SQLite only: on PostgreSQL the server drops a dead holder's advisory lock itself."""
-    shutil.copy(sqlite_template, tmp_path / "lease.db")
-    settings = Settings(DATABASE_URL=f"sqlite:///{tmp_path / 'lease.db'}", ADMIN_API_KEY=ADMIN_KEY)
+    settings = Settings(DATABASE_URL=sqlite_url, ADMIN_API_KEY=ADMIN_KEY)
     db = Database(settings)
     with TestClient(create_app(settings)) as client:
         _, key = new_store(client)
-        add_sales(client, key, [(1, "110"), (2, "150"), (3, "191")])
+        add_sales(client, key, THREE_SALES)
         later = utcnow() + timedelta(hours=1)
         with db.session(write=True) as session:
             session.execute(update(TrainingLease).values(holder="killed", expires_at=later))
@@ -140,7 +139,7 @@ def test_training_holds_no_write_lock_while_it_computes(
     settings: Settings, client: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _, key = new_store(client)
-    add_sales(client, key, [(1, "110"), (2, "150"), (3, "191")])
+    add_sales(client, key, THREE_SALES)
     impatient = Database(settings.model_copy(update={"SQLITE_BUSY_TIMEOUT_MS": 0}))
     writes: list[int] = []
 
@@ -177,21 +176,20 @@ def test_keys_are_random_and_stored_only_as_hashes(settings: Settings, client: T
 
 
 def test_a_long_training_keeps_renewing_its_lease(
-    settings: Settings, monkeypatch: pytest.MonkeyPatch
+    client_with: ClientWith, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    settings.TRAINING_LEASE_SECONDS = 0.3
     seen: list[int] = []
 
     class Slow(RingPriceRegressor):
         def fit_stats(self, *args, **kwargs):  # type: ignore[no-untyped-def]
             time.sleep(1.2)  # four lease times: only renewal keeps others out
-            with TestClient(create_app(settings)) as other:
+            with client_with(TRAINING_LEASE_SECONDS=0.3) as other:
                 seen.append(other.post("/api/v1/train", headers=ADMIN).status_code)
             return super().fit_stats(*args, **kwargs)
 
     monkeypatch.setattr(training, "RingPriceRegressor", Slow)
-    with TestClient(create_app(settings)) as client:
+    with client_with(TRAINING_LEASE_SECONDS=0.3) as client:
         _, key = new_store(client)
-        add_sales(client, key, [(1, "110"), (2, "150"), (3, "191")])
+        add_sales(client, key, THREE_SALES)
         assert client.post("/api/v1/train", headers=ADMIN).status_code == 201
     assert seen == [409]

@@ -4,18 +4,17 @@ import io
 import json
 import logging
 import re
-import shutil
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy.engine import make_url
 
 from app import migrate
 from app.config import Settings
-from app.db import Database
 from app.logs import JsonFormatter
 from app.main import create_app
-from tests.helpers import ADMIN, ADMIN_KEY, add_sales, new_store
+from tests.helpers import ADMIN, ADMIN_KEY, THREE_SALES, add_sales, new_store
 
 
 def test_health(client: TestClient) -> None:
@@ -49,7 +48,7 @@ def test_request_id_is_echoed_or_generated(client: TestClient) -> None:
 
 def test_metrics_count_requests_predictions_training_and_sales(client: TestClient) -> None:
     _, key = new_store(client)
-    add_sales(client, key, [(1, "110"), (2, "150"), (3, "191")])
+    add_sales(client, key, THREE_SALES)
     client.post("/api/v1/train", headers=ADMIN)
     client.get("/api/v1/predict", params={"carats": 2})
     client.post("/api/v1/predict", json={"carats": [1, 2, 3]})
@@ -90,11 +89,9 @@ def test_no_key_reaches_the_logs(client: TestClient) -> None:
 
 
 def test_an_admin_key_is_generated_once_when_none_is_configured(
-    tmp_path: Path, sqlite_template: Path, capfd: pytest.CaptureFixture[str]
+    sqlite_url: str, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    path = tmp_path / "fresh.db"
-    shutil.copy(sqlite_template, path)
-    settings = Settings(DATABASE_URL=f"sqlite:///{path}")
+    settings = Settings(DATABASE_URL=sqlite_url)
     with TestClient(create_app(settings)):
         pass
     out, err = capfd.readouterr()
@@ -106,9 +103,7 @@ def test_an_admin_key_is_generated_once_when_none_is_configured(
     out, _ = capfd.readouterr()
     assert "jf_admin_" not in out
     # Only the hash is stored.
-    db = Database(settings)
-    db.dispose()
-    assert key.encode() not in path.read_bytes()
+    assert key.encode() not in Path(str(make_url(sqlite_url).database)).read_bytes()
 
 
 def _request_label_sets(text: str) -> set[str]:

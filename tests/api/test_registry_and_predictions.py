@@ -3,9 +3,8 @@
 import pytest
 from fastapi.testclient import TestClient
 
-from app.config import Settings
-from app.main import create_app
-from tests.helpers import ADMIN, add_sales, new_store
+from tests.conftest import ClientWith
+from tests.helpers import ADMIN, THREE_SALES, add_sales, new_store
 
 
 def train(client: TestClient, rows: list[tuple[float, str]]) -> dict:  # type: ignore[type-arg]
@@ -99,17 +98,16 @@ def test_exact_fit_with_two_sales_has_no_interval(client: TestClient) -> None:
 
 @pytest.mark.parametrize("carats", ["0", "-1", "inf", "nan", "abc", "1e309", "20000"])
 def test_bad_carats_are_422(client: TestClient, carats: str) -> None:
-    train(client, [(1, "110"), (2, "150"), (3, "191")])
+    train(client, THREE_SALES)
     response = client.get("/api/v1/predict", params={"carats": carats})
     assert response.status_code == 422
     assert response.json()["detail"][0]["loc"] == ["query", "carats"]
     assert client.get("/api/v1/predict").status_code == 422
 
 
-def test_many_predictions_are_bounded(settings: Settings) -> None:
-    settings.MAX_PREDICT_CARATS = 5
-    with TestClient(create_app(settings)) as client:
-        train(client, [(1, "110"), (2, "150"), (3, "191")])
+def test_many_predictions_are_bounded(client_with: ClientWith) -> None:
+    with client_with(MAX_PREDICT_CARATS=5) as client:
+        train(client, THREE_SALES)
         assert client.post("/api/v1/predict", json={"carats": [1] * 5}).status_code == 200
         too_many = client.post("/api/v1/predict", json={"carats": [1] * 6})
         assert too_many.status_code == 422
@@ -126,11 +124,10 @@ def test_many_predictions_are_bounded(settings: Settings) -> None:
         assert client.post("/api/v1/predict", json={"carats": [1, -2]}).status_code == 422
 
 
-def test_private_reads_need_a_key(settings: Settings) -> None:
-    settings.PUBLIC_READS = False
-    with TestClient(create_app(settings)) as client:
+def test_private_reads_need_a_key(client_with: ClientWith) -> None:
+    with client_with(PUBLIC_READS=False) as client:
         _, key = new_store(client)
-        train(client, [(1, "110"), (2, "150"), (3, "191")])
+        train(client, THREE_SALES)
         for path in ("/api/v1/prices", "/api/v1/predict?carats=1", "/api/v1/models"):
             assert client.get(path).status_code == 401
             assert client.get(path, headers={"X-API-Key": "wrong"}).status_code == 401

@@ -8,7 +8,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import event
 
 from app.db import SQLITE_BEGIN, after_commit, begin_writing
-from tests.helpers import ADMIN, add_sales, new_store
+from tests.conftest import ClientWith
+from tests.helpers import ADMIN, THREE_SALES, add_sales, new_store
 
 
 def begins(client: TestClient, send: Any) -> list[str]:
@@ -43,20 +44,19 @@ def test_a_write_is_one_transaction_begun_as_a_writer(client: TestClient) -> Non
 
 def test_a_read_is_one_transaction_and_a_public_quote_none(client: TestClient) -> None:
     _, key = new_store(client)
-    add_sales(client, key, [(1, "110"), (2, "150"), (3, "191")])
+    add_sales(client, key, THREE_SALES)
     assert begins(client, lambda: client.get("/api/v1/sales", headers=key)) == ["DEFERRED"]
     client.post("/api/v1/train", headers=ADMIN)
     client.get("/api/v1/predict", params={"carats": 2})  # the worker loads the model once
     assert begins(client, lambda: client.get("/api/v1/predict", params={"carats": 2})) == []
 
 
-def test_private_reads_check_the_key_in_the_requests_transaction(settings: Any) -> None:
-    from app.main import create_app
-
-    settings.PUBLIC_READS = False
-    with TestClient(create_app(settings)) as client:
+def test_private_reads_check_the_key_in_the_requests_transaction(
+    client_with: ClientWith,
+) -> None:
+    with client_with(PUBLIC_READS=False) as client:
         _, key = new_store(client)
-        add_sales(client, key, [(1, "110"), (2, "150"), (3, "191")])
+        add_sales(client, key, THREE_SALES)
         client.post("/api/v1/train", headers=ADMIN)
         assert client.get("/api/v1/predict", params={"carats": 2}).status_code == 401
         assert client.get("/api/v1/models").status_code == 401

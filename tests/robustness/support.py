@@ -16,7 +16,7 @@ import httpx
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from tests.helpers import ADMIN
+from tests.helpers import ADMIN, all_items
 from tests.servers import LOOPBACK
 
 # Transport failures a client sees when the server dies or restarts under it.
@@ -37,22 +37,9 @@ def add_batch(http: httpx.Client, headers: dict[str, str], records: list[dict[st
     assert response.status_code == 201, response.text
 
 
-def list_sales(http: httpx.Client, headers: dict[str, str], *, max_pages: int = 200) -> list[dict]:
-    """Every sale the key may see, page by page (bounded)."""
-    items: list[dict] = []
-    cursor: str | None = None
-    for _ in range(max_pages):
-        params: dict[str, Any] = {"limit": 1000}
-        if cursor is not None:
-            params["cursor"] = cursor
-        response = http.get("/api/v1/sales", params=params, headers=headers)
-        assert response.status_code == 200, response.text
-        page = response.json()
-        items.extend(page["items"])
-        cursor = page["next_cursor"]
-        if cursor is None:
-            return items
-    raise AssertionError(f"more than {max_pages} pages of sales")
+def list_sales(http: httpx.Client, headers: dict[str, str]) -> list[dict[str, Any]]:
+    """Every sale the key may see, page by page."""
+    return all_items(http, "/api/v1/sales", headers=headers, max_pages=200)
 
 
 def assert_unavailable(response: httpx.Response, what: str) -> None:

@@ -5,7 +5,6 @@ works with its own stores, so the tests do not depend on each other or on their 
 """
 
 import itertools
-import shutil
 import threading
 import time
 from collections import Counter
@@ -15,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import BACKENDS, reset_postgres
+from tests.conftest import BACKENDS, fresh_database
 from tests.helpers import ADMIN
 from tests.robustness.support import (
     Outcome,
@@ -39,13 +38,7 @@ def server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Server]:
     data_dir = tmp_path_factory.mktemp(f"concurrency-{request.param}")
-    if request.param == "sqlite":
-        path = data_dir / "jewelry.db"
-        shutil.copy(request.getfixturevalue("sqlite_template"), path)
-        url = f"sqlite:///{path}"
-    else:
-        url = request.getfixturevalue("postgres_ready")
-        reset_postgres(url)
+    url = fresh_database(request, request.param, data_dir)
     with running_server(url, data_dir, workers=2, graceful_timeout=5) as running:
         yield running
 

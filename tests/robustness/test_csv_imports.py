@@ -2,7 +2,6 @@
 body is read, and at most JEWELRY_MAX_CONCURRENT_IMPORTS imports at once per process."""
 
 import http.client
-import shutil
 import sys
 import threading
 import time
@@ -18,15 +17,6 @@ from tests.servers import LOOPBACK, Server, running_server
 
 IMPORT = "/api/v1/sales/import"
 BOUNDARY = "csv-import-test-boundary"
-
-
-@pytest.fixture
-def sqlite_url(sqlite_template: Path, tmp_path: Path) -> str:
-    # The parsing whose memory is measured does not depend on the backend; SQLite is the
-    # default, and the faster one to fill with a million rows.
-    path = tmp_path / "jewelry.db"
-    shutil.copy(sqlite_template, path)
-    return f"sqlite:///{path}"
 
 
 def multipart(content: bytes) -> tuple[bytes, bytes]:
