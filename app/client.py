@@ -54,6 +54,11 @@ def _checked(response: httpx.Response) -> Any:
     return body
 
 
+def _given(**options: Any) -> dict[str, Any]:
+    """The options the user gave: the service applies its own defaults to the others."""
+    return {name: value for name, value in options.items() if value is not None}
+
+
 def _dollars(value: float | str | None) -> str:
     return "n/a" if value is None else f"${float(value):,.2f}"
 
@@ -140,15 +145,7 @@ def _activate(args: argparse.Namespace, http: httpx.Client) -> tuple[Any, str]:
 
 
 def _train(args: argparse.Namespace, http: httpx.Client) -> tuple[Any, str]:
-    body: dict[str, Any] = {
-        k: v
-        for k, v in {
-            "max_iterations": args.max_iterations,
-            "tolerance": args.tolerance,
-            "method": args.method,
-        }.items()
-        if v is not None
-    }
+    body = _given(max_iterations=args.max_iterations, tolerance=args.tolerance, method=args.method)
     if args.learning_rate is not None:
         body["learning_rate"] = (
             args.learning_rate if args.learning_rate == "auto" else float(args.learning_rate)
@@ -192,15 +189,7 @@ def _import(args: argparse.Namespace, http: httpx.Client) -> tuple[Any, str]:
 
 
 def _export(args: argparse.Namespace, http: httpx.Client) -> tuple[Any, str]:
-    params = {
-        k: v
-        for k, v in {
-            "store_id": args.store_id,
-            "sold_since": args.sold_since,
-            "sold_until": args.sold_until,
-        }.items()
-        if v is not None
-    }
+    params = _given(store_id=args.store_id, sold_since=args.sold_since, sold_until=args.sold_until)
     path = Path(args.file)
     rows = 0
     with http.stream("GET", "/api/v1/sales/export", params=params) as response:
