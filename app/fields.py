@@ -29,6 +29,7 @@ MAX_PRICE = Decimal("99999999.99")
 # The largest quote (and interval bound) in dollars: every amount up to it is exact to the
 # cent as a float64, and a fit that would quote more is refused.
 MAX_QUOTE = 1e12
+NAME_MAX_LENGTH = 100
 # Ids stay exact as JSON numbers in every client (JavaScript's safe integers).
 MAX_ID = 2**53 - 1
 CENT = Decimal("0.01")
@@ -169,7 +170,8 @@ def _unicode_class(categories: set[str]) -> str:
 
 
 # Control (Cc) and format (Cf: zero-width and bidirectional marks) characters.
-_FORBIDDEN = _unicode_class({"Cc", "Cf"})
+# Control (Cc), format (Cf) and the line and paragraph separators (Zl, Zp) that break lines.
+_FORBIDDEN = _unicode_class({"Cc", "Cf", "Zl", "Zp"})
 # Printable, no control or format characters, no leading or trailing space.
 NAME_PATTERN = rf"^[^\s{_FORBIDDEN}]([^{_FORBIDDEN}]*[^\s{_FORBIDDEN}])?$"
 _NAME = re.compile(NAME_PATTERN)
@@ -182,6 +184,9 @@ def _store_name(name: str) -> str:
         raise ValueError(
             "must be printable: no control or format characters, no leading or trailing space"
         )
+    # NFC can make a name longer (U+0344 is two characters in NFC): the stored form counts.
+    if len(name) > NAME_MAX_LENGTH:
+        raise ValueError(f"must be at most {NAME_MAX_LENGTH} characters in NFC form")
     return name
 
 
@@ -250,9 +255,12 @@ PositiveRate = Annotated[StrictFloat, Field(gt=0, le=1e6, allow_inf_nan=False)]
 # Unique among stores in its NFC form, which is the form stored.
 Name = Annotated[
     str,
-    StringConstraints(min_length=1, max_length=100),
+    # Bounds the work; the limit that counts applies to the NFC form (_store_name).
+    StringConstraints(min_length=1, max_length=4 * NAME_MAX_LENGTH),
     AfterValidator(_store_name),
-    WithJsonSchema({"type": "string", "minLength": 1, "maxLength": 100, "pattern": NAME_PATTERN}),
+    WithJsonSchema(
+        {"type": "string", "minLength": 1, "maxLength": NAME_MAX_LENGTH, "pattern": NAME_PATTERN}
+    ),
 ]
 # A page's cursor: pass back the value a page gave as next_cursor.
 Cursor = Annotated[str, Field(pattern=r"^[0-9]{1,16}$")]

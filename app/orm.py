@@ -24,8 +24,14 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from app.fields import NAME_MAX_LENGTH
+
 # BIGINT ids, except that SQLite only auto-increments an INTEGER PRIMARY KEY.
 Id = BigInteger().with_variant(Integer(), "sqlite")
+# Without AUTOINCREMENT SQLite gives the id of a deleted newest row to the next one: a retried
+# DELETE, an Idempotency-Key's replay or a cached model version would then name another row.
+# (PostgreSQL's sequences never hand a number out twice.)
+NEVER_REUSED_IDS = {"sqlite_autoincrement": True}
 
 
 def utcnow() -> datetime:
@@ -69,7 +75,7 @@ class Store(Base):
     __tablename__ = "stores"
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
-    name: Mapped[str] = mapped_column(String(100), unique=True)
+    name: Mapped[str] = mapped_column(String(NAME_MAX_LENGTH), unique=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     # SHA-256 of the key; NULL once the key is revoked.
     api_key_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
@@ -92,6 +98,7 @@ class Sale(Base):
         CheckConstraint("price_cents > 0", name="price_positive"),
         Index("ix_sales_store_id_id", "store_id", "id"),
         Index("ix_sales_sold_at", "sold_at"),
+        NEVER_REUSED_IDS,
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
@@ -142,6 +149,7 @@ class VersionStatus(StrEnum):
 
 class ModelVersion(Base):
     __tablename__ = "model_versions"
+    __table_args__ = (NEVER_REUSED_IDS,)
 
     version: Mapped[int] = mapped_column(Id, primary_key=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -51,7 +51,7 @@ def test_data_migrations_normalise_store_names_and_compact_stored_models(
             )
         connection.execute(
             ModelVersion.__table__.insert().values(
-                version=1, created_at=utcnow(), status="converged", method="batch",
+                created_at=utcnow(), status="converged", method="batch",
                 parameters={}, filters={}, silver_price=fitted.silver_price_,
                 gold_price_per_carat=fitted.gold_price_per_carat_,
                 metrics=fitted.report_.to_dict(), iterations=fitted.n_iter_, converged=True,
@@ -67,6 +67,17 @@ def test_data_migrations_normalise_store_names_and_compact_stored_models(
     assert "cost_history" not in estimator and "report" not in estimator
     served = RingPriceRegressor.from_dict(estimator)
     assert served.predict([7.0]).tolist() == fitted.predict([7.0]).tolist()
+    # Rebuilt for AUTOINCREMENT on SQLite: the row kept, and the deleted newest id not reused.
+    table = ModelVersion.__table__
+    with db.engine.begin() as connection:
+        row = connection.execute(select(table)).mappings().one()
+        connection.execute(table.delete())
+        again = connection.execute(
+            table.insert()
+            .values({k: v for k, v in row.items() if k != "version"})
+            .returning(table.c.version)
+        ).scalar_one()
+    assert again == 2
     migrate.downgrade(db.engine, "fba6cd6cdd1a")
     with db.engine.connect() as connection:
         whole = connection.execute(select(ModelVersion.__table__.c.estimator)).scalar_one()

@@ -361,9 +361,16 @@ def test_store_names_are_nfc_and_unique_in_that_form(client: TestClient) -> None
     assert first.json()["name"] == unicodedata.normalize("NFC", "Café Doré")
     again = client.post("/api/v1/stores", json={"name": "Café Doré"}, headers=ADMIN)
     assert again.status_code == 409
-    for name in ("Zero\u200bWidth", "Right\u202eLeft", "Soft\u00adHyphen", "Bell\u0007"):
+    # U+0344 is two characters in NFC: 100 of them are 200 stored characters.
+    for name in ("Zero\u200bWidth", "Right\u202eLeft", "Soft\u00adHyphen", "Bell\u0007",
+                 "Line\u2028Break", "\u0344" * 100):  # fmt: skip
         refused = client.post("/api/v1/stores", json={"name": name}, headers=ADMIN)
         assert refused.status_code == 422, name
+        assert refused.json()["detail"][0]["loc"] == ["body", "name"]
+    # And 120 decomposed characters that are 60 in NFC are a name of 60.
+    shrinks = client.post("/api/v1/stores", json={"name": "e\u0301" * 60}, headers=ADMIN)
+    assert shrinks.status_code == 201, shrinks.text
+    assert len(shrinks.json()["name"]) == 60
 
 
 def test_an_overlong_api_key_is_401(client: TestClient) -> None:

@@ -11,7 +11,7 @@ from app.config import Settings
 from app.db import Database
 from app.main import create_app
 from app.orm import IdempotencyKey, utcnow
-from tests.helpers import ADMIN, count_sales, new_store
+from tests.helpers import ADMIN, THREE_SALES, add_sales, count_sales, new_store
 
 
 def test_a_store_key_records_its_own_sale_and_money_reads_back_exactly(client: TestClient) -> None:
@@ -304,3 +304,20 @@ def test_idempotency_keys_expire(settings, client: TestClient) -> None:  # type:
     assert again.json()["id"] != first.json()["id"]
     assert count_sales(client) == 2
     db.dispose()
+
+
+def test_ids_are_never_handed_out_twice(client: TestClient) -> None:
+    """A deleted newest sale or version leaves its id unused: a retried DELETE, an
+    Idempotency-Key's replay or a cached model then cannot name another row."""
+    _, key = new_store(client)
+    first = client.post("/api/v1/sales", json={"carats": 3, "price": "333.33"}, headers=key)
+    assert client.delete(f"/api/v1/sales/{first.json()['id']}", headers=key).status_code == 204
+    second = client.post("/api/v1/sales", json={"carats": 7, "price": "777.77"}, headers=key)
+    assert second.json()["id"] > first.json()["id"]
+    assert client.delete(f"/api/v1/sales/{first.json()['id']}", headers=key).status_code == 404
+    add_sales(client, key, THREE_SALES)
+    old = client.post("/api/v1/train", headers=ADMIN).json()["version"]
+    newest = client.post("/api/v1/train", json={"activate": False}, headers=ADMIN).json()
+    assert client.delete(f"/api/v1/models/{newest['version']}", headers=ADMIN).status_code == 204
+    again = client.post("/api/v1/train", headers=ADMIN).json()["version"]
+    assert again > newest["version"] > old
