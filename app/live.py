@@ -4,9 +4,13 @@ Every version has a watermark: the highest sale id when it was trained. The sale
 lowest watermark are cut at each watermark into segments, and each segment is kept as its
 sufficient statistics, which merge by addition. A version's live accuracy is then the sum of
 the segments above its watermark, measured against its line in O(1) (models.line_error).
-A refresh folds in only what changed since the last one: the new sales (one aggregate over
-their ids), new or dropped watermarks, and the sales deleted since (the deleted_sales table).
-So a registry read costs the same at ten sales or ten million.
+
+The kept segments cover the sales up to a *settled* id, below which no sale can still
+arrive: on SQLite, where writers take turns and ids follow commits, the newest id; on
+PostgreSQL, where a transaction can commit ids older than ones already visible, the newest id
+seen before the oldest transaction still writing began. Each refresh folds in what settled
+since the last one and what was deleted since (the deleted_sales table), and adds the sales
+above the settled id afresh; so a registry read costs the same at ten sales or ten million.
 
 Each process keeps its own copy and refreshes it at most once per ``refresh_seconds``, in
 one snapshot, so that a sale and its deletion are never seen apart.
@@ -14,30 +18,39 @@ one snapshot, so that a sale and its deletion are never seen apart.
 
 import threading
 import time
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from app.db import Database
+from app.db import Database, backend
 from app.orm import DeletedSale, ModelVersion
 from app.schemas.registry import LiveAccuracy
-from app.services.aggregates import first_sale_after, newest_sale_id, sums_by_segment
+from app.services.aggregates import Reference, newest_sale_id, sums_by_segment, typical_sale
 from models import InvalidDataError, SufficientStats
 from models.report import line_error
 
 NO_SALES = LiveAccuracy(n_sales=0, rmse=None, bias=None)
 
+# PostgreSQL: when this process's snapshot began, and when the oldest transaction that has
+# written anything (and so may still commit sales) began.
+_WRITERS = text(
+    "SELECT now(), (SELECT min(xact_start) FROM pg_stat_activity "
+    "WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid())"
+)
+
 
 @dataclass
 class _State:
-    shift: tuple[float, int] | None = None
-    # Segment start (a watermark) -> statistics of the sales above it, up to the next start.
+    reference: Reference | None = None
+    # Segment start (a watermark) -> statistics of the settled sales above it, up to the next.
     segments: dict[int, SufficientStats] = field(default_factory=dict)
-    checked_through: int = 0
+    settled_through: int = 0
     deletions_seen: int = 0
-    refreshed_at: float = float("-inf")
+    built_at: float = field(default_factory=time.monotonic)
 
 
 class LiveAccuracyTracker:
@@ -46,16 +59,22 @@ class LiveAccuracyTracker:
         self._refresh_seconds = refresh_seconds
         # Deleted sales are purged after this long; a copy older than that is rebuilt.
         self._forget_after = forget_after_seconds
-        self._state = _State()
+        self._state: _State | None = None
+        # The sales above the settled id, added up afresh at each refresh.
+        self._unsettled: dict[int, SufficientStats] = {}
+        # PostgreSQL: (when a snapshot began, the newest sale id it saw), oldest first.
+        self._seen: deque[tuple[datetime, int]] = deque()
+        self._refreshed_at = float("-inf")
         self._invalid = False
         self._lock = threading.Lock()
 
     def of(self, versions: Iterable[ModelVersion]) -> dict[int, LiveAccuracy]:
         with self._lock:
-            due = time.monotonic() - self._state.refreshed_at >= self._refresh_seconds
+            due = time.monotonic() - self._refreshed_at >= self._refresh_seconds
             if due or self._invalid:
                 with self._db.session(snapshot=True) as session:
                     self._refresh(session)
+                self._refreshed_at = time.monotonic()
                 self._invalid = False
             return self._measure(versions)
 
@@ -66,104 +85,145 @@ class LiveAccuracyTracker:
     # Refreshing
 
     def _refresh(self, session: Session) -> None:
-        state = self._state
+        newest, settled = self._newest_and_settled(session)
         starts = sorted(
             set(session.scalars(select(func.coalesce(ModelVersion.trained_through_sale_id, 0))))
         )
-        newest = newest_sale_id(session)
         last_deletion = session.scalar(select(func.coalesce(func.max(DeletedSale.seq), 0))) or 0
-        stale = time.monotonic() - state.refreshed_at > self._forget_after
+        state = self._state
+        if (
+            state is None
+            or state.reference is None
+            or time.monotonic() - state.built_at > self._forget_after
+            or not self._catch_up(session, state, starts, settled, last_deletion)
+        ):
+            state = self._built(session, starts, settled, last_deletion)
+            self._state = state
+        self._unsettled = (
+            sums_by_segment(session, starts, state.settled_through, newest, state.reference)
+            if state.reference is not None
+            else {}
+        )
+
+    def _newest_and_settled(self, session: Session) -> tuple[int, int]:
+        """The newest sale id, and the highest below which no sale can still be committed."""
+        if backend(session) != "postgresql":
+            newest = newest_sale_id(session)
+            return newest, newest
+        # The first statement: the snapshot begins here, and the writers it lists are the ones
+        # whose sales it may not see.
+        began, oldest_writer = session.execute(_WRITERS).one()
+        newest = newest_sale_id(session)
+        if oldest_writer is None:
+            self._seen.clear()
+            return newest, newest
+        self._seen.append((began, newest))
+        # Ids seen before the oldest writer began are below every id it was given; the last
+        # such sighting stays the best one while that writer runs.
+        best = None
+        while self._seen and self._seen[0][0] < oldest_writer:
+            best = self._seen.popleft()
+        if best is None:
+            return newest, self._state.settled_through if self._state is not None else 0
+        self._seen.appendleft(best)
+        return newest, best[1]
+
+    def _built(self, session: Session, starts: list[int], settled: int, deletions: int) -> _State:
+        state = _State(settled_through=settled, deletions_seen=deletions)
+        if starts:
+            # Typical of all the sales: the few since the last training may be one outlier.
+            state.reference = typical_sale(session, [])
+        if state.reference is not None:
+            sums = sums_by_segment(session, starts, starts[0], settled, state.reference)
+            state.segments = {start: sums.get(start, self._empty(state)) for start in starts}
+        return state
+
+    def _catch_up(
+        self, session: Session, state: _State, starts: list[int], settled: int, deletions: int
+    ) -> bool:
+        """Fold in what changed since the last refresh; False when only a rebuild will do
+        (a new watermark below an old one, or sums that no longer describe a set of sales)."""
         known = sorted(state.segments)
         added = [s for s in starts if s not in state.segments]
-        if stale or state.shift is None or (known and added and added[0] < known[-1]):
-            self._rebuild(session, starts, newest, last_deletion)
-            return
+        if known and added and added[0] < known[-1]:
+            return False
         try:
             for start in set(known) - set(starts):
-                self._drop_segment(start)
+                self._drop_segment(state, start)
             # Deletions before splits: a split reads the segment as it is now, without them.
-            self._forget_deleted(session, last_deletion)
+            self._forget_deleted(session, state, deletions)
             for start in added:
-                self._add_segment(session, start)
-            self._add_sales(session, newest)
+                self._add_segment(session, state, start)
+            self._settle(session, state, settled)
         except InvalidDataError:
-            # Sums that no longer describe a set of sales (rounding, or a sale id committed
-            # out of order on PostgreSQL): start again from the database.
-            self._rebuild(session, starts, newest, last_deletion)
-            return
-        state.refreshed_at = time.monotonic()
+            return False
+        return True
 
-    def _rebuild(self, session: Session, starts: list[int], newest: int, deletions: int) -> None:
-        state = _State(checked_through=newest, deletions_seen=deletions)
-        if starts:
-            state.shift = first_sale_after(session, starts[0])
-        if state.shift is not None:
-            sums = sums_by_segment(session, starts, starts[0], newest, state.shift)
-            state.segments = {start: sums.get(start, self._empty(state)) for start in starts}
-        state.refreshed_at = time.monotonic()
-        self._state = state
+    @staticmethod
+    def _empty(state: _State) -> SufficientStats:
+        assert state.reference is not None
+        return SufficientStats(0, state.reference[0], state.reference[1] / 100.0)
 
-    def _empty(self, state: _State) -> SufficientStats:
-        assert state.shift is not None
-        return SufficientStats(0, state.shift[0], state.shift[1] / 100.0)
-
-    def _segment_of(self, sale_id: int) -> int | None:
-        below = [start for start in self._state.segments if start < sale_id]
+    @staticmethod
+    def _segment_of(state: _State, sale_id: int) -> int | None:
+        below = [start for start in state.segments if start < sale_id]
         return max(below) if below else None
 
-    def _drop_segment(self, start: int) -> None:
-        segments = self._state.segments
-        gone = segments.pop(start)
-        previous = self._segment_of(start)
+    def _drop_segment(self, state: _State, start: int) -> None:
+        gone = state.segments.pop(start)
+        previous = self._segment_of(state, start)
         if previous is not None:
-            segments[previous] = segments[previous] + gone
+            state.segments[previous] = state.segments[previous] + gone
 
-    def _add_segment(self, session: Session, start: int) -> None:
+    def _add_segment(self, session: Session, state: _State, start: int) -> None:
         """A new watermark at or above every other: split the last segment there."""
-        state = self._state
-        assert state.shift is not None
-        if start >= state.checked_through:
+        assert state.reference is not None
+        if start >= state.settled_through:
             state.segments[start] = self._empty(state)
             return
-        part = sums_by_segment(session, [start], start, state.checked_through, state.shift)
-        tail = self._segment_of(start)
+        part = sums_by_segment(session, [start], start, state.settled_through, state.reference)
+        tail = self._segment_of(state, start)
         new = part.get(start, self._empty(state))
         if tail is not None:
             state.segments[tail] = state.segments[tail] - new
         state.segments[start] = new
 
-    def _forget_deleted(self, session: Session, last: int) -> None:
-        state = self._state
+    def _forget_deleted(self, session: Session, state: _State, last: int) -> None:
+        """Take deleted settled sales out; deleted unsettled ones are simply not added up."""
         deleted = session.execute(
             select(DeletedSale.sale_id, DeletedSale.carats, DeletedSale.price_cents).where(
                 DeletedSale.seq > state.deletions_seen, DeletedSale.seq <= last
             )
         )
         for sale_id, carats, cents in deleted:
-            segment = self._segment_of(sale_id)
-            if segment is not None and sale_id <= state.checked_through:
+            segment = self._segment_of(state, sale_id)
+            if segment is not None and sale_id <= state.settled_through:
                 one = SufficientStats.from_arrays([carats], [cents / 100.0])
                 state.segments[segment] = state.segments[segment] - one
         state.deletions_seen = last
 
-    def _add_sales(self, session: Session, newest: int) -> None:
-        state = self._state
-        assert state.shift is not None
+    def _settle(self, session: Session, state: _State, settled: int) -> None:
+        assert state.reference is not None
+        if settled <= state.settled_through:
+            return
         sums = sums_by_segment(
-            session, list(state.segments), state.checked_through, newest, state.shift
+            session, list(state.segments), state.settled_through, settled, state.reference
         )
         for start, part in sums.items():
             state.segments[start] = state.segments[start] + part
-        state.checked_through = max(state.checked_through, newest)
+        state.settled_through = settled
 
     # Measuring
 
     def _measure(self, versions: Iterable[ModelVersion]) -> dict[int, LiveAccuracy]:
-        segments = self._state.segments
+        segments = self._state.segments if self._state is not None else {}
         above: dict[int, SufficientStats] = {}
         running: SufficientStats | None = None
         for start in sorted(segments, reverse=True):
-            running = segments[start] if running is None else running + segments[start]
+            here = segments[start]
+            if start in self._unsettled:
+                here = here + self._unsettled[start]
+            running = here if running is None else running + here
             above[start] = running
         result = {}
         for version in versions:

@@ -1,5 +1,6 @@
 """Aggregates over sales computed in the database: the rows never come into Python whole."""
 
+import statistics
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -87,17 +88,38 @@ def newest_sale_id(session: Session) -> int:
     return session.scalar(select(func.coalesce(func.max(Sale.id), 0))) or 0
 
 
+# Sales a reference point is taken from: their median is a typical sale, whatever outliers
+# the first ones hold, at the cost of reading a few thousand index entries.
+REFERENCE_SAMPLE = 4096
+Reference = tuple[float, int]  # carats, price in cents
+
+
+def typical_sale(session: Session, conditions: Sequence[ColumnElement[bool]]) -> Reference | None:
+    """A reference point for sums over the matching sales: the median carats and price of the
+    first REFERENCE_SAMPLE of them, or None when there are none.
+
+    Sums around a typical sale keep the spread's digits: around an outlier (a price of
+    $99,999,999.99 typed for $999.99) every term would be huge, and taking that sale out again
+    would leave only the rounding of the rest."""
+    rows = session.execute(
+        select(Sale.carats, Sale.price_cents)
+        .where(*conditions)
+        .order_by(Sale.id)
+        .limit(REFERENCE_SAMPLE)
+    ).all()
+    if not rows:
+        return None
+    carats, cents = zip(*rows, strict=True)
+    return float(statistics.median_low(carats)), int(statistics.median_low(cents))
+
+
 def sufficient_statistics(session: Session, where: SalesFilter) -> SufficientStats:
-    """The six sums over the matching sales, shifted by the first matching sale so that
-    clustered carats keep their precision."""
+    """The six sums over the matching sales, around a typical sale so that carats clustered
+    far from zero keep their precision."""
     conds = where.conditions()
-    first = select(Sale).where(*conds).order_by(Sale.id).limit(1).subquery()
-    x0 = select(first.c.carats).scalar_subquery()
-    y0 = select(first.c.price_cents).scalar_subquery()
-    row = session.execute(
-        select(*_shifted_sums(x0, y0), func.min(x0), func.min(y0)).where(*conds)
-    ).one()
-    return _stats(row[:6], row[6] or 0.0, row[7] or 0)
+    shift = typical_sale(session, conds) or (0.0, 0)
+    row = session.execute(select(*_shifted_sums(*shift)).where(*conds)).one()
+    return _stats(row, *shift)
 
 
 class Period(StrEnum):
@@ -119,14 +141,14 @@ def sums_by_period(
     session: Session, where: SalesFilter, period: Period
 ) -> list[tuple[date, SufficientStats]]:
     """The statistics of the matching sales per week or month, oldest first, in one grouped
-    query, shifted by the first matching sale as for training."""
+    query, around one typical sale as for training."""
     conds = where.conditions()
-    first = select(Sale).where(*conds).order_by(Sale.id).limit(1).subquery()
-    x0 = select(first.c.carats).scalar_subquery()
-    y0 = select(first.c.price_cents).scalar_subquery()
+    shift = typical_sale(session, conds)
+    if shift is None:
+        return []
     start = _period_start(period, backend(session)).label("period_start")
     rows = session.execute(
-        select(start, *_shifted_sums(x0, y0), func.min(x0), func.min(y0))
+        select(start, *_shifted_sums(*shift))
         .where(*conds)
         .group_by(literal_column("period_start"))
         .order_by(literal_column("period_start"))
@@ -134,18 +156,10 @@ def sums_by_period(
     return [
         (
             row[0] if isinstance(row[0], date) else date.fromisoformat(row[0]),
-            _stats(row[1:7], row[7], row[8]),
+            _stats(row[1:], *shift),
         )
         for row in rows
     ]
-
-
-def first_sale_after(session: Session, sale_id: int) -> tuple[float, int] | None:
-    """(carats, price in cents) of the first sale recorded after ``sale_id``."""
-    row = session.execute(
-        select(Sale.carats, Sale.price_cents).where(Sale.id > sale_id).order_by(Sale.id).limit(1)
-    ).first()
-    return (float(row[0]), int(row[1])) if row else None
 
 
 def sums_by_segment(
@@ -153,7 +167,7 @@ def sums_by_segment(
     starts: Sequence[int],
     after: int,
     through: int,
-    shift: tuple[float, int],
+    shift: Reference,
 ) -> dict[int, SufficientStats]:
     """Statistics of the sales with ids in (after, through], grouped by the segment of ids
     they fall in: segment ``s`` holds the ids above ``s`` and up to the next start."""

@@ -1,5 +1,6 @@
 """The model registry, activation (roll back and forward), prices and predictions."""
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
@@ -181,3 +182,28 @@ def test_prices_history_fits_each_month_and_week_from_its_own_sales(client: Test
     ]
     assert all(p["n_samples"] == 1 and p["silver_price"] is None for p in weekly["items"])
     assert client.get("/api/v1/prices/history", params={"period": "year"}).status_code == 422
+
+
+def test_a_periods_fit_is_exact_whatever_the_first_sale_was(client: TestClient) -> None:
+    """Sums are taken around a typical sale: an outlier first sale in January costs
+    February's fit no digits."""
+    _, key = new_store(client)
+    outlier = {"carats": 0.001, "price": "99999999.99", "sold_at": "2026-01-05T00:00:00Z"}
+    client.post("/api/v1/sales", json=outlier, headers=key)
+    rng = np.random.default_rng(4)
+    carats = rng.uniform(0.5, 25, 2000).round(3)
+    prices = (30 + 50 * carats + rng.normal(0, 5, carats.size)).round(2)
+    records = [
+        {"carats": float(c), "price": f"{p:.2f}", "sold_at": "2026-02-10T00:00:00Z"}
+        for c, p in zip(carats, prices, strict=True)
+    ]
+    client.post("/api/v1/sales/batch", json={"records": records}, headers=key)
+    february = client.get("/api/v1/prices/history").json()["items"][-1]
+    design = np.column_stack([np.ones_like(carats), carats])
+    (silver, gold), *_ = np.linalg.lstsq(design, prices, rcond=None)
+    residual = prices - design @ [silver, gold]
+    sigma2 = residual @ residual / (carats.size - 2)
+    errors = np.sqrt(np.diag(sigma2 * np.linalg.inv(design.T @ design)))
+    assert february["silver_price"] == pytest.approx(silver, rel=1e-9)
+    assert february["silver_price_std_error"] == pytest.approx(errors[0], rel=1e-6)
+    assert february["gold_price_per_carat_std_error"] == pytest.approx(errors[1], rel=1e-6)
