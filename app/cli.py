@@ -7,6 +7,7 @@ import shutil
 import signal
 import sys
 import tempfile
+from pathlib import Path
 
 from tqdm import tqdm
 
@@ -14,6 +15,7 @@ from app.client import add_commands
 from app.config import METRICS_DIR_VARIABLE, Settings
 from app.db import backend
 from app.files import ensure_data_dir, write_secret
+from app.processes import running
 
 
 def _settings(*, keeps_key: bool = False) -> Settings:
@@ -25,11 +27,24 @@ def _settings(*, keeps_key: bool = False) -> Settings:
     return settings
 
 
+# A serve's metrics directory is named for its process, so that one a killed serve left
+# behind can be told from one in use.
+METRICS_DIR_PREFIX = "jewelry-metrics-"
+
+
+def _remove_abandoned_metrics() -> None:
+    for path in Path(tempfile.gettempdir()).glob(f"{METRICS_DIR_PREFIX}*-*"):
+        pid = path.name.removeprefix(METRICS_DIR_PREFIX).split("-", 1)[0]
+        if pid.isdigit() and not running(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+
+
 def _serve(args: argparse.Namespace) -> int:
     # Every worker keeps its metrics in files here, so that /metrics adds up all workers
     # whichever answers. prometheus_client reads the variable when it is first imported: set
     # it before anything imports it (with one worker, uvicorn imports the app in this process).
-    metrics_dir = tempfile.mkdtemp(prefix="jewelry-metrics-")
+    _remove_abandoned_metrics()
+    metrics_dir = tempfile.mkdtemp(prefix=f"{METRICS_DIR_PREFIX}{os.getpid()}-")
     os.environ[METRICS_DIR_VARIABLE] = metrics_dir
     # With one worker, uvicorn raises SIGTERM again once it has shut down. As an interrupt,
     # which uvicorn.run absorbs, it lets the directory be removed on the way out.

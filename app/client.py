@@ -6,6 +6,7 @@ prints the service's ``detail`` on stderr and exits with status 1.
 
 import argparse
 import json
+import math
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -54,6 +55,18 @@ def _checked(response: httpx.Response) -> Any:
     return body
 
 
+def number(text: str) -> float:
+    """A number argument: what the service would refuse (nan, inf) is refused here."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(text)
+    return value
+
+
+def rate_or_auto(text: str) -> str | float:
+    return text if text == "auto" else number(text)
+
+
 def _given(**options: Any) -> dict[str, Any]:
     """The options the user gave: the service applies its own defaults to the others."""
     return {name: value for name, value in options.items() if value is not None}
@@ -84,7 +97,7 @@ def _table(rows: Sequence[Sequence[str]]) -> str:
 def _quote(args: argparse.Namespace, http: httpx.Client) -> tuple[Any, str]:
     body = _checked(http.post("/api/v1/predict", json={"carats": args.carats}))
     lines = [
-        f"{q['carats']:g} carats: {_dollars(q['price'])} ({_interval(q['interval'])})"
+        f"{q['carats']:.15g} carats: {_dollars(q['price'])} ({_interval(q['interval'])})"
         for q in body["predictions"]
     ]
     return body, "\n".join([*lines, f"model version {body['model_version']}"])
@@ -109,7 +122,8 @@ def _models(args: argparse.Namespace, http: httpx.Client) -> tuple[Any, str]:
     items: list[dict[str, Any]] = []
     cursor = None
     while True:
-        params = {"limit": 1000, **({"cursor": cursor} if cursor else {})}
+        # Pages of the service's own default size, which its maximum never refuses.
+        params: dict[str, str] = {"cursor": cursor} if cursor else {}
         page = _checked(http.get("/api/v1/models", params=params))
         items += page["items"]
         cursor = page["next_cursor"]
@@ -147,9 +161,7 @@ def _activate(args: argparse.Namespace, http: httpx.Client) -> tuple[Any, str]:
 def _train(args: argparse.Namespace, http: httpx.Client) -> tuple[Any, str]:
     body = _given(max_iterations=args.max_iterations, tolerance=args.tolerance, method=args.method)
     if args.learning_rate is not None:
-        body["learning_rate"] = (
-            args.learning_rate if args.learning_rate == "auto" else float(args.learning_rate)
-        )
+        body["learning_rate"] = args.learning_rate
     if args.no_scaling:
         body["feature_scaling"] = False
     version = _checked(http.post("/api/v1/train", json=body))
@@ -191,19 +203,33 @@ def _import(args: argparse.Namespace, http: httpx.Client) -> tuple[Any, str]:
 def _export(args: argparse.Namespace, http: httpx.Client) -> tuple[Any, str]:
     params = _given(store_id=args.store_id, sold_since=args.sold_since, sold_until=args.sold_until)
     path = Path(args.file)
+    # Written beside the target and renamed over it only when complete: a download cut short
+    # leaves no file that would import as a silent subset, nor spoils an earlier one.
+    partial = path.with_name(f".{path.name}.partial")
     rows = 0
-    with http.stream("GET", "/api/v1/sales/export", params=params) as response:
-        if not response.is_success:
-            response.read()
-            _checked(response)
-        with (
-            path.open("wb") as out,
-            tqdm(unit="B", unit_scale=True, desc=path.name) as bar,
-        ):
-            for chunk in response.iter_bytes():
-                out.write(chunk)
-                rows += chunk.count(b"\n")
-                bar.update(len(chunk))
+    try:
+        with http.stream("GET", "/api/v1/sales/export", params=params) as response:
+            if not response.is_success:
+                response.read()
+                _checked(response)
+            with (
+                partial.open("wb") as out,
+                tqdm(unit="B", unit_scale=True, desc=path.name) as bar,
+            ):
+                for chunk in response.iter_bytes():
+                    out.write(chunk)
+                    rows += chunk.count(b"\n")
+                    bar.update(len(chunk))
+    except httpx.TransportError as exc:
+        partial.unlink(missing_ok=True)
+        raise Refused(
+            f"the download was cut after {max(rows - 1, 0)} sales ({exc}); "
+            f"{path} was left as it was"
+        ) from None
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    partial.replace(path)
     sales = max(rows - 1, 0)  # the header
     return {"count": sales, "file": str(path)}, f"exported {sales} sales to {path}"
 
@@ -221,6 +247,12 @@ def _run(command: Command, needs_key: bool) -> Callable[[argparse.Namespace], in
             return 1
         except httpx.TransportError as exc:
             print(f"cannot reach the service at {args.url}: {exc}", file=sys.stderr)
+            return 1
+        except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
+            print(f"not a service URL: {args.url} ({exc})", file=sys.stderr)
+            return 2
+        except (OSError, UnicodeError) as exc:
+            print(f"jewelry-forecast: {exc}", file=sys.stderr)
             return 1
         print(json.dumps(body, indent=2) if args.json else text)
         return 0
@@ -242,15 +274,15 @@ def add_commands(commands: Any) -> None:
         return sub
 
     quote = command("quote", "quote rings of the given carats", _quote, needs_key=False)
-    quote.add_argument("carats", nargs="+", type=float)
+    quote.add_argument("carats", nargs="+", type=number)
     command("prices", "the learned silver price and gold price per carat", _prices, needs_key=False)
     command("models", "the trained versions, newest first", _models, needs_key=False)
     activate = command("activate", "serve another version", _activate, needs_key=True)
     activate.add_argument("version", type=int)
     train = command("train", "train a new version", _train, needs_key=True)
-    train.add_argument("--learning-rate", help='"auto" or a number')
+    train.add_argument("--learning-rate", type=rate_or_auto, help='"auto" or a number')
     train.add_argument("--max-iterations", type=int)
-    train.add_argument("--tolerance", type=float)
+    train.add_argument("--tolerance", type=number)
     train.add_argument("--method", choices=get_args(Method))
     train.add_argument("--no-scaling", action="store_true")
     upload = command("import", "upload a CSV file of sales", _import, needs_key=True)

@@ -62,6 +62,10 @@ class Settings(BaseSettings):
     HEADER_TIMEOUT_SECONDS: float = Field(10.0, gt=0)
     # The longest pause while a request body is arriving.
     BODY_TIMEOUT_SECONDS: float = Field(30.0, gt=0)
+    # The longest a CSV upload may take from its first byte to its last.
+    UPLOAD_TIMEOUT_SECONDS: float = Field(600.0, gt=0)
+    # The longest a client may leave its response unread (the socket's buffer full).
+    WRITE_TIMEOUT_SECONDS: float = Field(30.0, gt=0)
 
     @field_validator("DATABASE_URL")
     @classmethod

@@ -51,6 +51,10 @@ class Conflict(AppError):
     status_code = 409
 
 
+class RequestTimeout(AppError):
+    status_code = 408
+
+
 class UnsupportedMediaType(AppError):
     status_code = 415
 

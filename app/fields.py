@@ -53,8 +53,10 @@ def to_money(value: Decimal) -> Decimal:
 
 
 def money_text(dollars: float) -> str:
-    """An amount computed by a model (a quote) as dollars with two decimals."""
-    return f"{dollars:.2f}"
+    """An amount computed by a model (a quote) as dollars with two decimals; a quote that
+    rounds to nothing is "0.00", never "-0.00"."""
+    text = f"{dollars:.2f}"
+    return "0.00" if text == "-0.00" else text
 
 
 # What the OpenAPI schema promises is exactly what is accepted: RFC 3339 date-times with an
@@ -209,6 +211,25 @@ Money = Annotated[
             "pattern": r"^[0-9]+\.[0-9]{2}$",
             "description": "An amount: dollars as a string with two decimals.",
         }
+    ),
+]
+# A number in a query string, written as JSON writes numbers: Python's float() would also take
+# "1_0" (ten), " 5", "infinity" and other digits than ASCII ones.
+NUMBER_TEXT = re.compile(r"^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?$")
+
+
+def _number_text(value: object) -> object:
+    if isinstance(value, str) and not NUMBER_TEXT.fullmatch(value):
+        raise ValueError("must be a number, written as 15 or 2.5")
+    return value
+
+
+QueryCarats = Annotated[
+    float,
+    BeforeValidator(_number_text),
+    Field(ge=MIN_CARATS, le=MAX_CARATS, allow_inf_nan=False),
+    WithJsonSchema(
+        {"type": "number", "minimum": MIN_CARATS, "maximum": MAX_CARATS, "description": "Carats."}
     ),
 ]
 Carats = Annotated[

@@ -120,6 +120,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         lifespan=lifespan,
         responses=ERROR_RESPONSES,
+        # A redirect to the path without its slash would be built from the Host header.
+        redirect_slashes=False,
     )
     app.state.settings = settings
     app.state.db = db

@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
 from app.config import METRICS_DIR_VARIABLE
+from app.processes import running
 
 # Every label value comes from a fixed set: a client's made-up method must not add a series.
 KNOWN_METHODS = frozenset(HTTPMethod)
@@ -76,9 +77,20 @@ class Metrics:
         """The Prometheus text of this instance, or of all workers in multiprocess mode."""
         if self.multiprocess_dir is None:
             return generate_latest(self.registry)
+        self._forget_dead_workers()
         merged = CollectorRegistry()
         MultiProcessCollector(merged, path=self.multiprocess_dir)
         return generate_latest(merged)
+
+    def _forget_dead_workers(self) -> None:
+        """A worker killed outright (SIGKILL, out of memory) never says it stopped, and uvicorn
+        tells nobody when it replaces one: drop the live gauges of processes that are gone."""
+        assert self.multiprocess_dir is not None
+        for name in os.listdir(self.multiprocess_dir):
+            if name.startswith("gauge_live") and name.endswith(".db"):
+                pid = int(name.removesuffix(".db").rsplit("_", 1)[1])
+                if not running(pid):
+                    mark_process_dead(pid, self.multiprocess_dir)
 
     def worker_stopped(self) -> None:
         """Drop this worker's live gauge values: a stopped worker no longer serves a model."""

@@ -7,8 +7,9 @@ keep-alive timer stops at the first byte and it has no header timeout), and its
 fill it. Here, each worker:
 
 - closes a connection whose request line and headers are not complete HEADER_TIMEOUT_SECONDS
-  after it opened (or after its previous response), and one whose request body pauses for
-  BODY_TIMEOUT_SECONDS;
+  after it opened (or after its previous response), one whose request body pauses for
+  BODY_TIMEOUT_SECONDS, and one whose client stops reading its response for
+  WRITE_TIMEOUT_SECONDS (which also ends a stream, such as an export, held open that way);
 - holds at most MAX_CONNECTIONS connections, and never more than its open-file limit allows:
   at the limit a new connection closes the one that has waited longest for a request (or for
   the rest of one); only when every other connection has a request in the app's hands is the
@@ -47,6 +48,7 @@ class ConnectionLimits:
     max_connections: int
     header_timeout: float
     body_timeout: float
+    write_timeout: float
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "ConnectionLimits":
@@ -56,7 +58,12 @@ class ConnectionLimits:
         allowed = settings.MAX_CONNECTIONS
         if soft != resource.RLIM_INFINITY:
             allowed = max(1, min(allowed, soft - RESERVED_FILES))
-        return cls(allowed, settings.HEADER_TIMEOUT_SECONDS, settings.BODY_TIMEOUT_SECONDS)
+        return cls(
+            allowed,
+            settings.HEADER_TIMEOUT_SECONDS,
+            settings.BODY_TIMEOUT_SECONDS,
+            settings.WRITE_TIMEOUT_SECONDS,
+        )
 
 
 @cache
@@ -100,6 +107,8 @@ class GuardedConnection(_UvicornProtocol):
         # When the connection (accepted just now) last became ready for a request, and when it
         # last received bytes.
         self._idle_since = self._heard_at = self.loop.time()
+        # Since when the response waits for the client to read what was sent (None: it reads).
+        self._unread_since: float | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = float("inf")
 
@@ -121,6 +130,17 @@ class GuardedConnection(_UvicornProtocol):
         super().data_received(data)
         self._track()
 
+    def pause_writing(self) -> None:
+        # asyncio's buffer for this socket is full: the client is not reading.
+        self._unread_since = self.loop.time()
+        super().pause_writing()
+        self._track()
+
+    def resume_writing(self) -> None:
+        self._unread_since = None
+        super().resume_writing()
+        self._track()
+
     def on_response_complete(self) -> None:
         self._idle_since = self.loop.time()
         super().on_response_complete()
@@ -133,6 +153,8 @@ class GuardedConnection(_UvicornProtocol):
     def _wait(self) -> tuple[float, str] | None:
         """What this connection waits for from the client, and until when; None while the
         app has its request."""
+        if self._unread_since is not None:
+            return self._unread_since + self.limits.write_timeout, "the client to read"
         cycle = self.cycle
         if cycle is None or cycle.response_complete:
             return self._idle_since + self.limits.header_timeout, "request headers"
@@ -180,8 +202,13 @@ class GuardedConnection(_UvicornProtocol):
         victim._close()
 
     def _close(self) -> None:
+        unread = self._unread_since is not None
         self._forget()
-        self.transport.close()
+        # close() would first wait to send what the client is not reading.
+        if unread:
+            self.transport.abort()
+        else:
+            self.transport.close()
 
     def _forget(self) -> None:
         if self._timer is not None:

@@ -4,8 +4,10 @@ import contextlib
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -103,3 +105,85 @@ def answers_live(port: int, server: subprocess.Popen[str], timeout: float = 60) 
                 return True
         time.sleep(0.1)
     return False
+
+
+def test_serve_removes_the_metrics_a_killed_serve_left_behind(tmp_path: Path) -> None:
+    gone = tmp_path / "jewelry-metrics-999999999-abc"  # no process has this pid
+    gone.mkdir()
+    mine = tmp_path / f"jewelry-metrics-{os.getpid()}-abc"  # this test's pid: still running
+    mine.mkdir()
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JEWELRY_")}
+    env.update(JEWELRY_DATA_DIR=str(tmp_path / "data"), TMPDIR=str(tmp_path))
+    serve = subprocess.Popen(
+        [CLI, "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"http://{LOOPBACK}:{port}/health/live").status_code == 200:
+                    break
+            time.sleep(0.1)
+        assert not gone.exists()
+        assert mine.exists()
+    finally:
+        serve.send_signal(signal.SIGTERM)
+        serve.wait(timeout=30)
+
+
+def cut_short_export_server() -> tuple[int, threading.Thread]:
+    """A server that starts a chunked CSV export and drops the connection half-way."""
+    listener = socket.create_server((LOOPBACK, 0))
+    port = listener.getsockname()[1]
+
+    def serve_once() -> None:
+        connection, _ = listener.accept()
+        with connection, listener:
+            connection.recv(65536)
+            body = b"carats,price,sold_at,store_id\n" + b"1.0,10.00,2026-01-01T00:00:00Z,1\n" * 3
+            connection.sendall(
+                b"HTTP/1.1 200 OK\r\nContent-Type: text/csv\r\nTransfer-Encoding: chunked\r\n\r\n"
+                + f"{len(body):x}\r\n".encode()
+                + body
+                + b"\r\n"
+            )
+
+    thread = threading.Thread(target=serve_once, daemon=True)
+    thread.start()
+    return port, thread
+
+
+def test_an_export_cut_short_leaves_the_old_file_and_says_so(tmp_path: Path) -> None:
+    target = tmp_path / "sales.csv"
+    target.write_text("an earlier, complete export\n")
+    port, thread = cut_short_export_server()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JEWELRY_")}
+    cut = subprocess.run(
+        [CLI, "export", str(target), "--url", f"http://{LOOPBACK}:{port}", "--key", "k" * 20],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    thread.join(timeout=10)
+    assert cut.returncode == 1
+    assert "the download was cut after 3 sales" in cut.stderr
+    assert target.read_text() == "an earlier, complete export\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sales.csv"]
+
+
+def test_the_client_refuses_bad_arguments_in_one_line(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JEWELRY_")}
+    for args in (["quote", "nan"], ["quote", "1e400"], ["train", "--learning-rate", "banana"]):
+        refused = subprocess.run([CLI, *args], env=env, capture_output=True, text=True)
+        assert refused.returncode == 2, args
+        assert "Traceback" not in refused.stderr and "invalid" in refused.stderr
+    for args in (
+        ["import", str(tmp_path / "missing.csv"), "--key", "k" * 20],
+        ["prices", "--url", "http://[::1"],
+    ):
+        refused = subprocess.run([CLI, *args], env=env, capture_output=True, text=True)
+        assert refused.returncode in (1, 2), args
+        assert "Traceback" not in refused.stderr
+        assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr

@@ -15,7 +15,9 @@ from uvicorn.server import ServerState
 from app import server
 from app.server import PROTOCOLS, ConnectionLimits
 
-LIMITS = ConnectionLimits(max_connections=3, header_timeout=0.3, body_timeout=0.3)
+LIMITS = ConnectionLimits(
+    max_connections=3, header_timeout=0.3, body_timeout=0.3, write_timeout=0.3
+)
 # Far above the timeouts: how long a test waits for something that must happen.
 PATIENCE = 5.0
 GET = b"GET / HTTP/1.1\r\nHost: test\r\n\r\n"
@@ -43,15 +45,21 @@ async def echo_length(
     await send({"type": "http.response.body", "body": body})
 
 
+async def endless(scope: dict[str, Any], receive: Callable[[], Awaitable[Any]], send: Any) -> None:
+    """Answers with a stream that goes on for as long as the client reads it."""
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    for _ in range(10_000):
+        await send({"type": "http.response.body", "body": b"x" * 65536, "more_body": True})
+    await send({"type": "http.response.body", "body": b""})
+
+
 @asynccontextmanager
 async def serving(
-    protocol: type[asyncio.Protocol],
+    protocol: type[asyncio.Protocol], app: Any = echo_length
 ) -> AsyncIterator[tuple[tuple[str, int], ServerState]]:
     """The protocol behind a listening socket made the way uvicorn makes it for several
     workers (``Config.bind_socket``: proto 0, so asyncio does not set TCP_NODELAY)."""
-    config = Config(
-        echo_length, host="127.0.0.1", port=0, http=protocol, lifespan="off", log_config=None
-    )
+    config = Config(app, host="127.0.0.1", port=0, http=protocol, lifespan="off", log_config=None)
     config.load()
     state = ServerState()
     listener = config.bind_socket()
@@ -149,6 +157,25 @@ def test_stalled_headers_and_bodies_are_closed_after_their_timeout(
     assert drip_closed and body_closed and answered
     # Closed when the header timeout was up, not at the first pause.
     assert dripped_until >= LIMITS.header_timeout * 0.9
+
+
+def test_a_client_that_stops_reading_is_dropped_after_the_write_timeout(
+    protocol: type[asyncio.Protocol],
+) -> None:
+    async def scenario() -> tuple[bool, float]:
+        async with serving(protocol, endless) as (address, state):
+            loop = asyncio.get_running_loop()
+            reader, writer = await asyncio.open_connection(*address, limit=2**16)
+            writer.write(GET)
+            await reader.readexactly(2**16)  # reads a little, then no more
+            stalled = loop.time()
+            while state.connections and loop.time() < stalled + PATIENCE:
+                await asyncio.sleep(0.05)
+            return not state.connections, loop.time() - stalled
+
+    dropped, after = asyncio.run(scenario())
+    assert dropped
+    assert after >= LIMITS.write_timeout * 0.9
 
 
 def test_at_the_limit_the_longest_waiting_connection_makes_room(

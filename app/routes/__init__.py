@@ -5,8 +5,11 @@ from typing import Any
 
 from fastapi import Request, Response, params
 from fastapi.routing import APIRoute
+from starlette.exceptions import HTTPException
 
-from app.errors import UnsupportedMediaType
+from app.errors import InvalidInput, UnsupportedMediaType
+
+UNREADABLE_JSON = (UnicodeDecodeError, ValueError, RecursionError)
 
 
 def _is_json(content_type: str) -> bool:
@@ -35,6 +38,16 @@ class JsonRoute(APIRoute):
                 raise UnsupportedMediaType(
                     "the body must be JSON: send it with Content-Type: application/json"
                 )
-            return await handler(request)
+            try:
+                return await handler(request)
+            except HTTPException as exc:
+                # FastAPI answers a body json cannot read for other reasons than its syntax
+                # (bad UTF-8, a number of thousands of digits, nesting past the recursion
+                # limit) with a vague 400: it is a body that is not JSON like any other.
+                if exc.status_code == 400 and isinstance(exc.__cause__, UNREADABLE_JSON):
+                    raise InvalidInput.at(
+                        ["body"], f"not valid JSON: {exc.__cause__}"[:200], "json_invalid"
+                    ) from None
+                raise
 
         return json_only

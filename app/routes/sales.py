@@ -1,3 +1,4 @@
+import asyncio
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -23,7 +24,7 @@ from app.deps import (
     SessionDep,
     SettingsDep,
 )
-from app.errors import AppError, InvalidInput, too_long
+from app.errors import AppError, InvalidInput, RequestTimeout, too_long
 from app.fields import Cursor, RowId, Timestamp, from_cents, money_text
 from app.metrics import Metrics
 from app.routes import JsonRoute
@@ -177,21 +178,36 @@ IMPORT_BODY: dict[str, Any] = {
     },
 )
 async def import_csv(
-    request: Request, caller: ImportCaller, db: DatabaseDep, metrics: MetricsDep
+    request: Request,
+    caller: ImportCaller,
+    db: DatabaseDep,
+    metrics: MetricsDep,
+    settings: SettingsDep,
 ) -> ImportResult:
     """Record every row of a CSV file, or none; bad rows are listed by line number."""
+    deadline = settings.UPLOAD_TIMEOUT_SECONDS
     try:
-        # The file goes to a spooled temporary file; any other field would be held in memory,
-        # so there may be only one, and a small one.
-        async with request.form(max_files=1, max_fields=1, max_part_size=1024) as form:
-            upload = form.get("file")
-            if upload is None:
-                raise InvalidInput.at(["body", "file"], "Field required", "missing")
-            if not isinstance(upload, UploadFile):
-                raise InvalidInput.at(["body", "file"], "must be a file, sent as multipart")
-            count = await run_in_threadpool(csv_import.import_sales, db, caller, upload.file)
+        # A whole upload has a deadline, not only each pause in it: an upload trickling in
+        # would otherwise hold one of the worker's few import slots for as long as it likes.
+        async with asyncio.timeout(deadline):
+            # The file goes to a spooled temporary file; any other field would be held in
+            # memory, so there may be only one, and a small one.
+            form = await request.form(max_files=1, max_fields=1, max_part_size=1024)
     except ClientDisconnect:
         raise AppError("the client went away before the upload was complete") from None
+    except TimeoutError:
+        raise RequestTimeout(
+            f"the upload took longer than {deadline:g} seconds; send the file faster, or split it"
+        ) from None
+    try:
+        upload = form.get("file")
+        if upload is None:
+            raise InvalidInput.at(["body", "file"], "Field required", "missing")
+        if not isinstance(upload, UploadFile):
+            raise InvalidInput.at(["body", "file"], "must be a file, sent as multipart")
+        count = await run_in_threadpool(csv_import.import_sales, db, caller, upload.file)
+    finally:
+        await form.close()
     metrics.sales_ingested.labels("import").inc(count)
     return ImportResult(count=count)
 

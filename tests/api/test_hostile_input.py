@@ -11,7 +11,7 @@ from sqlalchemy.engine import make_url
 from app.config import Settings
 from app.main import create_app
 from tests.conftest import ClientWith
-from tests.helpers import ADMIN, ADMIN_KEY, new_store
+from tests.helpers import ADMIN, ADMIN_KEY, add_sales, new_store
 
 
 def stored(client: TestClient) -> int:
@@ -154,3 +154,32 @@ def test_a_write_lock_wait_that_times_out_is_503_with_retry_after(sqlite_url: st
             client.post("/api/v1/sales", json={"carats": 1, "price": 1}, headers=key).status_code
             == 201
         )
+
+
+def test_what_a_hostile_tester_found_at_the_edges(client: TestClient) -> None:
+    _, key = new_store(client)
+    # A body json cannot read for other reasons than its syntax is a 422 like any other.
+    for body in (b'{"carats": 1, "price": "\xff"}', b'{"carats": 1, "price": ' + b"9" * 5000 + b"}",
+                 b"[" * 100_000 + b"]" * 100_000):  # fmt: skip
+        response = client.post(
+            "/api/v1/sales", content=body, headers={**key, "Content-Type": "application/json"}
+        )
+        assert response.status_code == 422, response.text
+        assert response.json()["detail"][0]["type"] == "json_invalid"
+    # A carats query is a number as JSON writes one: not 1_0 (ten to float()), nor " 5".
+    add_sales(client, key, [(1, "110"), (2, "150"), (3, "191")])
+    client.post("/api/v1/train", headers=ADMIN)
+    for carats in ("1_0", " 5", "infinity", "\u0665"):
+        assert client.get("/api/v1/predict", params={"carats": carats}).status_code == 422
+    assert client.get("/api/v1/predict", params={"carats": "2.5e0"}).status_code == 200
+    # No redirect built from the Host header for a trailing slash.
+    slash = client.get("/api/v1/models/", headers={"Host": "evil.example"}, follow_redirects=False)
+    assert slash.status_code == 404
+
+
+def test_a_quote_that_rounds_to_nothing_is_not_negative_zero() -> None:
+    from app.fields import money_text
+
+    assert money_text(-0.001) == "0.00"
+    assert money_text(-0.005000001) == "-0.01"
+    assert money_text(0.004) == "0.00"

@@ -1,5 +1,7 @@
 """The model registry, activation (roll back and forward), prices and predictions."""
 
+import asyncio
+
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
@@ -207,3 +209,29 @@ def test_a_periods_fit_is_exact_whatever_the_first_sale_was(client: TestClient) 
     assert february["silver_price"] == pytest.approx(silver, rel=1e-9)
     assert february["silver_price_std_error"] == pytest.approx(errors[0], rel=1e-6)
     assert february["gold_price_per_carat_std_error"] == pytest.approx(errors[1], rel=1e-6)
+
+
+def test_a_big_quote_request_runs_off_the_event_loop(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A hundred thousand quotes take a second: on the event loop they would hold up every
+    other request the worker has, /health/live included."""
+    from app.routes import pricing
+
+    on_loop: list[bool] = []
+    quotes = pricing._quotes
+
+    def watched(*args: object) -> object:
+        try:
+            asyncio.get_running_loop()
+            on_loop.append(True)
+        except RuntimeError:
+            on_loop.append(False)
+        return quotes(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pricing, "_quotes", watched)
+    train(client, THREE_SALES)
+    assert client.post("/api/v1/predict", json={"carats": [1, 2]}).status_code == 200
+    big = client.post("/api/v1/predict", json={"carats": [1.5] * 10_000})
+    assert big.status_code == 200 and len(big.json()["predictions"]) == 10_000
+    assert on_loop == [True, False]

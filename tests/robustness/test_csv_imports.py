@@ -178,3 +178,30 @@ def test_a_50_mb_import_grows_the_worker_by_less_than_the_file(
         print(f"\n{size / 1e6:.1f} MB file: the worker's peak grew by {growth / 1e6:.1f} MB")
         assert growth < size
         assert health and set(health) == {200}
+
+
+def test_an_upload_past_its_deadline_is_408_and_frees_its_slot(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    """An upload that trickles in (each pause well within the body timeout) cannot hold an
+    import slot for ever: the whole upload has a deadline."""
+    env = {"JEWELRY_MAX_CONCURRENT_IMPORTS": "1", "JEWELRY_UPLOAD_TIMEOUT_SECONDS": "1"}
+    with running_server(sqlite_url, tmp_path, env=env) as server, server.client() as client:
+        _, key = new_store(client, "Trickler")
+        head, tail = multipart(b"")
+
+        def trickle() -> Iterator[bytes]:
+            yield head + b"carats,price\n"
+            for _ in range(8):
+                time.sleep(0.3)
+                yield b"1.5,150.00\n"
+            yield tail
+
+        late = client.post(IMPORT, content=trickle(), headers=upload_headers(key))
+        assert late.status_code == 408, late.text
+        assert "1 seconds" in late.json()["detail"]
+        assert imports_running(client) == 0
+        done = client.post(
+            IMPORT, content=head + b"carats,price\n2,200\n" + tail, headers=upload_headers(key)
+        )
+        assert done.status_code == 201, done.text
