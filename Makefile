@@ -54,7 +54,7 @@ fuzz: setup
 	JEWELRY_FUZZ_URL=http://127.0.0.1:$(FUZZ_PORT) JEWELRY_FUZZ_ADMIN_KEY=$(FUZZ_KEY) \
 		JEWELRY_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(VENV)/pytest tests/fuzz -p no:cacheprovider -q; \
 		status=$$?; kill $$(cat .fuzz/pid); \
-		grep -c '"status": 5' .fuzz/server.log | sed 's/^/5xx responses logged by the server: /'; \
+		grep -c '"status":5' .fuzz/server.log | sed 's/^/5xx responses logged by the server: /'; \
 		exit $$status
 
 bench: setup

@@ -19,7 +19,7 @@ from app.errors import install_error_handlers
 from app.live import LiveAccuracyTracker
 from app.logs import configure_logging
 from app.metrics import Metrics
-from app.middleware import ServiceMiddleware
+from app.middleware import QuoteShortcut, ServiceMiddleware
 from app.model_cache import ActiveModelCache
 from app.routes import health, operations, pricing, registry, sales, stores, training, web
 from app.schemas.common import ERROR_RESPONSES
@@ -133,6 +133,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     _state_limits_in_openapi(app, settings)
     install_error_handlers(app)
+    if settings.PUBLIC_READS:
+        # Inside ServiceMiddleware: shortcut answers get request ids, metrics and logs too.
+        app.add_middleware(QuoteShortcut, cache=app.state.model_cache, metrics=metrics)
     app.add_middleware(
         ServiceMiddleware,
         metrics=metrics,

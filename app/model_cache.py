@@ -12,6 +12,7 @@ from app.db import Database
 from app.orm import ModelVersion
 from app.services import registry
 from models import RingPriceRegressor
+from models.report import QuoteLine
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,8 @@ class ServingModel:
     trained_at: datetime
     n_samples: int
     regressor: RingPriceRegressor
+    # Quotes at the level of the fit's own intervals (the core's default, 95%).
+    line: QuoteLine
 
 
 class ActiveModelCache:
@@ -53,9 +56,11 @@ class ActiveModelCache:
                 return self._model
             row = session.get(ModelVersion, version)
             assert row is not None  # the pointer is a foreign key
+            regressor = RingPriceRegressor.from_dict(row.estimator)
             return ServingModel(
                 version=row.version,
                 trained_at=row.created_at,
                 n_samples=row.n_samples,
-                regressor=RingPriceRegressor.from_dict(row.estimator),
+                regressor=regressor,
+                line=regressor.quote_line(regressor.report_.level),
             )

@@ -20,7 +20,7 @@ from models.descent import (
 from models.errors import ConvergenceWarning, InvalidParameterError, NotFittedError
 from models.history import CostHistory
 from models.params import HYPERPARAMETERS, Hyperparameters, defaults, resolve_hyperparameters
-from models.report import FitReport, build_report, prediction_interval
+from models.report import FitReport, QuoteLine, build_report, prediction_interval
 from models.serialization import regressor_from_dict, regressor_to_dict
 from models.stats import SufficientStats, check_fittable
 from models.validation import as_sales_arrays, carats_to_price, check_priceable, finite_float
@@ -410,6 +410,19 @@ class RingPriceRegressor:
         return prediction_interval(
             self.stats_, self.silver_price_, self.gold_price_per_carat_, carats, level
         )
+
+    def quote_line(self, level: float = 0.95) -> QuoteLine:
+        """The fitted line's quotes and ``level`` prediction intervals, ready to compute
+        many times: what a server keeps for the model it serves.
+
+        Examples
+        --------
+        >>> line = RingPriceRegressor().fit([1, 2, 3, 4], [150, 250, 250, 380]).quote_line()
+        >>> round(line.price(2.5), 2)
+        257.5
+        """
+        self._check_fitted()
+        return QuoteLine.of(self.stats_, self.silver_price_, self.gold_price_per_carat_, level)
 
     # ---- serialisation ------------------------------------------------------------------
 

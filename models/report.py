@@ -27,6 +27,7 @@ from models.validation import carats_to_price, check_priceable
 
 __all__ = [
     "FitReport",
+    "QuoteLine",
     "build_report",
     "line_error",
     "prediction_interval",
@@ -215,6 +216,58 @@ def build_report(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class QuoteLine:
+    """The quotes of a fitted line and their ``level`` prediction intervals, with everything
+    that does not depend on the carats worked out once: a quote is then a few float
+    operations, on a float (one quote) or on an array (many).
+
+    The interval is ``price +- t * s * sqrt(1 + 1/n + (x0 - mean_x)^2 / Sxx)``, ``s`` the
+    residual standard error and ``t`` the Student quantile with ``n - 2`` degrees of freedom;
+    ``scale`` (``t * s``) is None when ``n <= 2``: with no degrees of freedom there is none.
+
+    Examples
+    --------
+    >>> s = SufficientStats.from_arrays([1.0, 2.0, 3.0], [150.0, 250.0, 250.0])
+    >>> line = QuoteLine.of(s, 350.0 / 3.0, 50.0)
+    >>> round(line.price(2.0), 2), [round(b, 2) for b in line.bounds(2.0)]
+    (216.67, [-382.31, 815.64])
+    """
+
+    silver: float
+    gold: float
+    level: float
+    mean_x: float
+    sxx: float
+    base: float
+    scale: float | None
+
+    @classmethod
+    def of(
+        cls, stats: SufficientStats, silver: float, gold: float, level: float = 0.95
+    ) -> QuoteLine:
+        level = _check_level(level)
+        n = stats.n
+        scale = None
+        if n > 2:
+            scale = t_quantile(level, n - 2) * math.sqrt(sse_at(stats, silver, gold) / (n - 2))
+        return cls(silver, gold, level, stats.mean_x, stats.sxx, 1.0 + 1.0 / max(n, 1), scale)
+
+    def price(self, carats: Any) -> Any:
+        """The quote for a float or for each element of an array (where numpy's overflow
+        warnings are the caller's to silence)."""
+        return self.silver + self.gold * carats
+
+    def bounds(self, carats: Any) -> tuple[Any, Any]:
+        """``(low, high)`` for a float or for each element of an array (``scale`` set)."""
+        assert self.scale is not None
+        d = carats - self.mean_x
+        spread = self.base + d * d / self.sxx
+        half = self.scale * (math.sqrt(spread) if isinstance(spread, float) else np.sqrt(spread))
+        centre = self.price(carats)
+        return centre - half, centre + half
+
+
 def prediction_interval(
     stats: SufficientStats,
     silver: float,
@@ -222,15 +275,8 @@ def prediction_interval(
     carats: ArrayLike,
     level: float = 0.95,
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]] | None:
-    """Interval expected to hold the price of a *new* ring with probability ``level``.
-
-    ``prediction +- t * s * sqrt(1 + 1/n + (x0 - mean_x)^2 / Sxx)`` with ``s`` the residual
-    standard error and ``t`` the Student quantile with ``n - 2`` degrees of freedom.
-
-    Returns
-    -------
-    (low, high) : tuple of numpy.ndarray, or None
-        None when ``n <= 2``: with no degrees of freedom there is no interval.
+    """Interval expected to hold the price of a *new* ring with probability ``level``
+    (see :class:`QuoteLine`); None when ``n <= 2``.
 
     Examples
     --------
@@ -239,18 +285,11 @@ def prediction_interval(
     >>> round(float(low[0]), 2), round(float(high[0]), 2)
     (-382.31, 815.64)
     """
-    level = _check_level(level)
-    n = stats.n
-    if n <= 2:
+    line = QuoteLine.of(stats, silver, gold, level)
+    if line.scale is None:
         return None
-    x0 = carats_to_price(carats)
-    rse = math.sqrt(sse_at(stats, silver, gold) / (n - 2))
-    q = t_quantile(level, n - 2)
-    d = x0 - stats.mean_x
     with np.errstate(over="ignore", invalid="ignore"):
-        half = q * rse * np.sqrt(1.0 + 1.0 / n + d * d / stats.sxx)
-        centre = silver + gold * x0
-        low, high = centre - half, centre + half
+        low, high = line.bounds(carats_to_price(carats))
     check_priceable(low, "interval")
     check_priceable(high, "interval")
     return np.asarray(low), np.asarray(high)

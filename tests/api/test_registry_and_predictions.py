@@ -1,11 +1,16 @@
 """The model registry, activation (roll back and forward), prices and predictions."""
 
 import asyncio
+from urllib.parse import parse_qsl
 
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import event, given, settings
+from hypothesis import strategies as st
+from pydantic import TypeAdapter
 
+from app.fields import QueryCarats
 from tests.conftest import ClientWith
 from tests.helpers import ADMIN, THREE_SALES, add_sales, new_store
 
@@ -214,12 +219,12 @@ def test_a_periods_fit_is_exact_whatever_the_first_sale_was(client: TestClient) 
 def test_a_big_quote_request_runs_off_the_event_loop(
     client: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A hundred thousand quotes take a second: on the event loop they would hold up every
-    other request the worker has, /health/live included."""
+    """A hundred thousand quotes take tens of milliseconds: on the event loop they would hold
+    up every other request the worker has, /health/live included."""
     from app.routes import pricing
 
     on_loop: list[bool] = []
-    quotes = pricing._quotes
+    quotes = pricing.many_quotes_json
 
     def watched(*args: object) -> object:
         try:
@@ -229,9 +234,42 @@ def test_a_big_quote_request_runs_off_the_event_loop(
             on_loop.append(False)
         return quotes(*args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(pricing, "_quotes", watched)
+    monkeypatch.setattr(pricing, "many_quotes_json", watched)
     train(client, THREE_SALES)
     assert client.post("/api/v1/predict", json={"carats": [1, 2]}).status_code == 200
     big = client.post("/api/v1/predict", json={"carats": [1.5] * 10_000})
     assert big.status_code == 200 and len(big.json()["predictions"]) == 10_000
     assert on_loop == [True, False]
+
+
+QUERY_TEXT = st.text(alphabet="0123456789.eE+-%&x ", max_size=16)
+
+
+@given(query=QUERY_TEXT.map(lambda text: "carats=" + text) | st.from_regex(r"carats=[0-9.]{1,9}"))
+@settings(max_examples=400, deadline=None)
+def test_the_quote_shortcut_takes_only_what_the_route_accepts_as_the_route_reads_it(
+    query: str,
+) -> None:
+    from app.middleware import plain_carats
+
+    carats = plain_carats(query.encode())
+    event("shortcut" if carats is not None else "route")
+    if carats is not None:
+        [(name, value)] = parse_qsl(query, keep_blank_values=True)
+        assert name == "carats"
+        assert TypeAdapter(QueryCarats).validate_python(value) == carats
+
+
+def test_shortcut_and_route_answer_a_quote_alike(client: TestClient) -> None:
+    train(client, THREE_SALES)
+    plain = client.get("/api/v1/predict?carats=15")  # the shortcut
+    for query in ("carats=1.5e1", "carats=15&unknown=1", "carats=%31%35"):  # the route
+        routed = client.get(f"/api/v1/predict?{query}")
+        assert routed.status_code == 200
+        assert routed.content == plain.content
+        assert routed.headers["content-type"] == plain.headers["content-type"]
+    assert plain.headers["x-request-id"]
+    assert client.get("/api/v1/predict?carats=10001").status_code == 422
+    metrics = client.get("/metrics").text
+    assert 'route="/api/v1/predict",status="200"} 4.0' in metrics
+    assert "jewelry_predictions_total 4.0" in metrics

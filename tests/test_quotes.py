@@ -1,0 +1,61 @@
+"""Many quotes written at once say exactly what one quote at a time says."""
+
+import json
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from app.fields import MAX_CARATS, MIN_CARATS, money_text
+from app.quotes import cents, many_quotes_json, one_quote_json, quote
+from models import NonFiniteDataError, RingPriceRegressor
+from models.report import QuoteLine
+
+rng = np.random.default_rng(7)
+_x = rng.uniform(0.5, 20, 200)
+FITTED = RingPriceRegressor().fit(_x, 100 + 300 * _x + rng.normal(0, 50, 200)).quote_line()
+# Negative quotes and an interval that spans zero.
+NEGATIVE = RingPriceRegressor().fit([1, 2, 3, 4], [-150, -250, 20, -380]).quote_line()
+# Two sales: no interval; quotes of a cent or less.
+TINY = RingPriceRegressor().fit([1, 2], [0.004, 0.006]).quote_line()
+
+carats = arrays(
+    np.float64,
+    st.integers(1, 60),
+    elements=st.floats(MIN_CARATS, MAX_CARATS, allow_nan=False) | st.sampled_from([0.5, 1.0]),
+)
+
+
+@pytest.mark.parametrize("line", [FITTED, NEGATIVE, TINY], ids=["fitted", "negative", "tiny"])
+@given(values=carats)
+@settings(max_examples=60, deadline=None)
+def test_many_quotes_are_the_quotes_one_at_a_time(line: QuoteLine, values: np.ndarray) -> None:
+    body = json.loads(many_quotes_json(line, 3, values))
+    assert body["model_version"] == 3
+    assert body["predictions"] == [quote(line, float(v)) for v in values]
+
+
+def test_one_quote_has_the_single_prediction_shape() -> None:
+    body = json.loads(one_quote_json(FITTED, 4, 15.0))
+    assert body == {**quote(FITTED, 15.0), "model_version": 4}
+    low, high = FITTED.bounds(15.0)
+    assert body["interval"] == {"level": 0.95, "lower": money_text(low), "upper": money_text(high)}
+    assert json.loads(one_quote_json(TINY, 1, 2.0))["interval"] is None
+
+
+def test_cents_round_as_money_text_does_even_where_times_100_is_off_by_an_ulp() -> None:
+    # 1.005 * 100 is 100.49999999999999 in binary, 2.675 is just under, 0.125 an exact tie.
+    ties = [12.345, 0.125, 0.375, 1.005, 2.675, 1e11 + 0.005, -0.005, -12.345, 1234.565]
+    amounts = np.array(ties + list(rng.integers(-(10**9), 10**9, 20_000) / 200))
+    expected = [int(money_text(float(a)).replace(".", "")) for a in amounts]
+    assert cents(amounts).tolist() == expected
+
+
+def test_quotes_past_what_an_amount_may_be_are_refused_one_or_many() -> None:
+    huge = QuoteLine(silver=0.0, gold=1e300, level=0.95, mean_x=1.0, sxx=1.0, base=1.5, scale=1.0)
+    with pytest.raises(NonFiniteDataError, match="too large to price"):
+        quote(huge, 2.0)
+    with pytest.raises(NonFiniteDataError, match="too large to price"):
+        many_quotes_json(huge, 1, np.array([1.0, 2.0]))
