@@ -58,7 +58,7 @@ def many_quotes_json(line: QuoteLine, version: int, carats: NDArray[np.float64])
         prices = line.price(carats)
         bounds = None if line.scale is None else line.bounds(carats)
     _check_amounts(prices, "prediction")
-    parts: list[bytes | _Bytes] = [b'{"carats":', _number_column(carats), b',"price":']
+    parts: list[bytes | list[_Bytes]] = [b'{"carats":', _number_column(carats), b',"price":']
     parts.append(_money_column(prices))
     if bounds is None:
         parts.append(b',"interval":null},')
@@ -70,7 +70,7 @@ def many_quotes_json(line: QuoteLine, version: int, carats: NDArray[np.float64])
         parts += [b',"upper":', _money_column(high), b"}},"]
     rows = _rows(parts, len(carats))
     rows[-1, -1] = ord("]")  # the last quote's comma closes the list instead
-    return b'{"model_version":%d,"predictions":[' % version + rows.tobytes() + b"}"
+    return b"".join((b'{"model_version":%d,"predictions":[' % version, rows.data, b"}"))
 
 
 def cents(dollars: NDArray[np.float64]) -> NDArray[np.int64]:
@@ -88,37 +88,33 @@ def cents(dollars: NDArray[np.float64]) -> NDArray[np.int64]:
     return whole
 
 
-def _money_column(dollars: NDArray[np.float64]) -> _Bytes:
+def _money_column(dollars: NDArray[np.float64]) -> list[_Bytes]:
     """``"123.45"`` per row, right-aligned: the digits of the cents as orjson writes them,
     with the point before the last two and zeros where there are fewer than three."""
     amount = cents(dollars)
     text, ends, lengths = _json_numbers(np.abs(amount))
     # Left of the digits: the sign, if any, then the opening quote.
     negative = amount < 0
-    sign = np.where(negative, _MINUS, _QUOTE).astype(np.uint8)
-    opening = np.where(negative, _QUOTE, _SPACE).astype(np.uint8)
+    sign = np.where(negative, _MINUS, _QUOTE)
+    opening = np.where(negative, _QUOTE, _SPACE)
     count = np.maximum(lengths, 3)
     columns = [np.full(len(amount), _QUOTE, np.uint8)]
     for k in range(int(count.max()) + 2):  # k: the digit from the right, or past the last one
         digit = np.where(k < lengths, text[np.maximum(ends - 1 - k, 0)], _ZERO)
-        columns.append(np.where(k < count, digit, np.where(k == count, sign, opening)))
+        lead = np.where(k == count, sign, np.where(k == count + 1, opening, _SPACE))
+        columns.append(np.where(k < count, digit, lead))
         if k == 1:
             columns.append(np.full(len(amount), _POINT, np.uint8))
-    column = np.stack(columns[::-1], axis=1)
-    # Rows with fewer digits than the longest: what is left of the opening quote is blank.
-    blank = np.arange(column.shape[1]) < (column.shape[1] - count - 3 - negative)[:, None]
-    column[blank] = _SPACE
-    return column
+    return columns[::-1]
 
 
-def _number_column(values: NDArray[Any]) -> _Bytes:
+def _number_column(values: NDArray[Any]) -> list[_Bytes]:
     """Each number as JSON writes it (orjson's shortest round-trip form), right-aligned."""
     text, ends, lengths = _json_numbers(values)
-    columns = [
+    return [
         np.where(k < lengths, text[np.maximum(ends - 1 - k, 0)], _SPACE)
-        for k in range(int(lengths.max()))
+        for k in reversed(range(int(lengths.max())))
     ]
-    return np.stack(columns[::-1], axis=1)
 
 
 def _json_numbers(values: NDArray[Any]) -> tuple[_Bytes, NDArray[np.intp], NDArray[np.intp]]:
@@ -130,12 +126,20 @@ def _json_numbers(values: NDArray[Any]) -> tuple[_Bytes, NDArray[np.intp], NDArr
     return text, ends, ends - starts
 
 
-def _rows(parts: list[bytes | _Bytes], n: int) -> _Bytes:
-    """One row per quote: the constant parts repeated, the columns as they are."""
-    blocks = [
-        np.broadcast_to(np.frombuffer(part, np.uint8), (n, len(part)))
-        if isinstance(part, bytes)
-        else part
-        for part in parts
-    ]
-    return np.concatenate(blocks, axis=1)
+def _rows(parts: list[bytes | list[_Bytes]], n: int) -> _Bytes:
+    """One row per quote: the constant parts repeated, the columns as they are. Written a
+    column at a time into a matrix of columns, then turned once: writing columns straight
+    into rows is a strided write per byte."""
+    width = sum(len(part) for part in parts)
+    matrix = np.empty((width, n), np.uint8)
+    at = 0
+    for part in parts:
+        if isinstance(part, bytes):
+            matrix[at : at + len(part)] = np.frombuffer(part, np.uint8)[:, None]
+        else:
+            for column in part:
+                matrix[at] = column
+                at += 1
+            continue
+        at += len(part)
+    return np.ascontiguousarray(matrix.T)
