@@ -92,17 +92,22 @@ def _money_column(dollars: NDArray[np.float64]) -> list[_Bytes]:
     """``"123.45"`` per row, right-aligned: the digits of the cents as orjson writes them,
     with the point before the last two and zeros where there are fewer than three."""
     amount = cents(dollars)
-    text, ends, lengths = _json_numbers(np.abs(amount))
+    text, last, lengths = _json_numbers(np.abs(amount))
     # Left of the digits: the sign, if any, then the opening quote.
     negative = amount < 0
-    sign = np.where(negative, _MINUS, _QUOTE)
-    opening = np.where(negative, _QUOTE, _SPACE)
+    signed = bool(negative.any())
+    sign = np.where(negative, _MINUS, _QUOTE) if signed else _QUOTE
     count = np.maximum(lengths, 3)
     columns = [np.full(len(amount), _QUOTE, np.uint8)]
-    for k in range(int(count.max()) + 2):  # k: the digit from the right, or past the last one
-        digit = np.where(k < lengths, text[np.maximum(ends - 1 - k, 0)], _ZERO)
-        lead = np.where(k == count, sign, np.where(k == count + 1, opening, _SPACE))
-        columns.append(np.where(k < count, digit, lead))
+    for k in range(int(count.max()) + 1 + signed):  # the digit from the right, or past it
+        digit = np.take(text, last - k, mode="wrap")
+        if k < 3:
+            columns.append(np.where(k < lengths, digit, _ZERO))
+        else:
+            lead = np.where(k == count, sign, _SPACE)
+            if signed:
+                lead = np.where((k == count + 1) & negative, _QUOTE, lead)
+            columns.append(np.where(k < lengths, digit, lead))
         if k == 1:
             columns.append(np.full(len(amount), _POINT, np.uint8))
     return columns[::-1]
@@ -110,20 +115,22 @@ def _money_column(dollars: NDArray[np.float64]) -> list[_Bytes]:
 
 def _number_column(values: NDArray[Any]) -> list[_Bytes]:
     """Each number as JSON writes it (orjson's shortest round-trip form), right-aligned."""
-    text, ends, lengths = _json_numbers(values)
+    text, last, lengths = _json_numbers(values)
     return [
-        np.where(k < lengths, text[np.maximum(ends - 1 - k, 0)], _SPACE)
+        np.where(k < lengths, np.take(text, last - k, mode="wrap"), _SPACE)
         for k in reversed(range(int(lengths.max())))
     ]
 
 
 def _json_numbers(values: NDArray[Any]) -> tuple[_Bytes, NDArray[np.intp], NDArray[np.intp]]:
-    """The JSON text of the numbers, where each one ends in it, and each one's length."""
+    """The JSON text of the numbers, where each one's last character is, and its length.
+    (Reading k characters left of the last one past a number's start reads another number's
+    text, or wraps around: the caller takes those only where k is past the length.)"""
     text = np.frombuffer(orjson.dumps(values, option=orjson.OPT_SERIALIZE_NUMPY), np.uint8)
     # "[a,b,c]": a number ends where a comma or the closing bracket is.
     ends = np.flatnonzero((text == ord(",")) | (text == ord("]")))
     starts = np.concatenate(([1], ends[:-1] + 1))
-    return text, ends, ends - starts
+    return text, ends - 1, ends - starts
 
 
 def _rows(parts: list[bytes | list[_Bytes]], n: int) -> _Bytes:
