@@ -72,6 +72,10 @@ def _run_uvicorn(args: argparse.Namespace) -> int:
         port=settings.PORT if args.port is None else args.port,
         workers=args.workers,
         timeout_graceful_shutdown=args.graceful_timeout,
+        # uvicorn kills a worker that does not answer its supervisor's ping, or finish its
+        # start (migrations included), within this: 5 s by default, which a loaded 2-core
+        # machine exceeded, killing healthy workers.
+        timeout_worker_healthcheck=30,
         proxy_headers=True,
         http=HTTP_PROTOCOL,
         # No route speaks WebSocket, and the protocol's timers would close an upgraded

@@ -125,7 +125,11 @@ class BodyTooLarge(HTTPException):
     limit is enforced while FastAPI reads the body, and FastAPI lets only those through."""
 
     def __init__(self, limit: int) -> None:
-        super().__init__(413, f"request body larger than {limit} bytes")
+        # The rest of the body may be endless: close rather than read it to reach the next
+        # request on the connection.
+        super().__init__(
+            413, f"request body larger than {limit} bytes", headers={"Connection": "close"}
+        )
 
 
 # SQLite's result codes (the low byte) for a lock another connection holds; PostgreSQL's

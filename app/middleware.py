@@ -98,10 +98,9 @@ def _limited(receive: Receive, limit: int) -> Receive:
 
 
 async def _reject(scope: Scope, receive: Receive, send: Send, limit: int) -> None:
-    """Answer 413 before reading a body whose Content-Length is over the limit, and close the
-    connection rather than read (or discard) what the client goes on sending."""
+    """Answer 413 before reading a body whose Content-Length is over the limit (closing the
+    connection rather than reading, or discarding, what the client goes on sending)."""
     response = error_response(as_app_error(Request(scope), BodyTooLarge(limit)))
-    response.headers["Connection"] = "close"
     await response(scope, receive, send)
 
 

@@ -25,12 +25,18 @@ HEADERS = {
 }
 
 router = APIRouter(include_in_schema=False)
-# Starlette's file serving: path checks, ETag and Last-Modified, 304s and ranges.
+# Starlette's file serving: path checks, ETag and Last-Modified, 304s.
 _files = StaticFiles(directory=WEB_DIR)
 
 
 async def _serve(path: str, request: Request) -> Response:
-    response = await _files.get_response(path, request.scope)
+    # The files are a few kilobytes: a Range header is ignored, as RFC 9110 allows, so that
+    # there are no partial, unsatisfiable or malformed-range answers to get wrong.
+    # (The response reads the request's own scope when it is sent.)
+    scope = request.scope
+    scope["headers"] = [(k, v) for k, v in scope["headers"] if k.lower() != b"range"]
+    response = await _files.get_response(path, scope)
+    del response.headers["accept-ranges"]
     response.headers.update(HEADERS)
     return response
 

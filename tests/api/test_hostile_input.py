@@ -47,6 +47,7 @@ def test_a_streamed_body_over_the_limit_is_413_without_content_length(
     response = small_client.post("/api/v1/sales/batch", content=chunks(), headers=headers)
     assert "content-length" not in {k.lower() for k in response.request.headers}
     assert response.status_code == 413
+    assert response.headers["connection"] == "close"
     assert stored(small_client) == 0
 
 
