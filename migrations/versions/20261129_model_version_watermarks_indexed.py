@@ -2,8 +2,8 @@
 version's trained_through_sale_id, and the index holds them without the large JSON columns
 (fit report, cost history, estimator) a scan of the table would read with them.
 
-Every other query the service makes already had its index; the list is in README.md
-("Scaling out").
+Every other query the service makes already had its index; README.md lists them ("How it
+works").
 
 Revision ID: 3c1d52e0a9b7
 Revises: 7f265166f393
