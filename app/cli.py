@@ -70,7 +70,7 @@ def _run_uvicorn(args: argparse.Namespace) -> int:
         log_config=None,
         host=settings.HOST if args.host is None else args.host,
         port=settings.PORT if args.port is None else args.port,
-        workers=args.workers,
+        workers=settings.WORKERS if args.workers is None else args.workers,
         timeout_graceful_shutdown=args.graceful_timeout,
         # uvicorn kills a worker that does not answer its supervisor's ping, or finish its
         # start (migrations included), within this: 5 s by default, which a loaded 2-core
@@ -164,7 +164,7 @@ def parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the HTTP service")
     serve.add_argument("--host", help="default: $JEWELRY_HOST or 127.0.0.1")
     serve.add_argument("--port", type=int, help="default: $JEWELRY_PORT or 8000")
-    serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument("--workers", type=int, help="default: $JEWELRY_WORKERS or 2")
     serve.add_argument("--graceful-timeout", type=int, default=20, help="seconds")
     serve.set_defaults(run=_serve)
 

@@ -45,6 +45,15 @@ class Settings(BaseSettings):
     # How stale a worker's view of the active model may be.
     MODEL_REFRESH_SECONDS: float = Field(1.0, gt=0)
     SQLITE_BUSY_TIMEOUT_MS: int = Field(5_000, ge=0)
+    # Sized for a 2-core machine: `serve` runs a worker per core, and each worker keeps this
+    # many PostgreSQL connections open and opens up to DB_MAX_OVERFLOW more at a peak (two
+    # workers: at most 20, well inside the server's default of 100 for a few hosts).
+    WORKERS: int = Field(2, ge=1)
+    DB_POOL_SIZE: int = Field(5, ge=1)
+    DB_MAX_OVERFLOW: int = Field(5, ge=0)
+    # PostgreSQL cancels a statement running longer (0: never). A training on 10M sales sums
+    # them in about a second; migrations are exempt.
+    DB_STATEMENT_TIMEOUT_MS: int = Field(60_000, ge=0)
     # Housekeeping each worker runs: expired Idempotency-Keys and day-old deletion records
     # are purged every this many seconds, a bounded number of rows at a time.
     MAINTENANCE_SECONDS: float = Field(60.0, gt=0)

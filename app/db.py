@@ -36,7 +36,13 @@ def backend(target: Session | Connection | Engine | str) -> str:
 def make_engine(settings: Settings) -> Engine:
     url = make_url(settings.DATABASE_URL)
     if backend(settings.DATABASE_URL) != "sqlite":
-        return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+        return create_engine(
+            url,
+            pool_pre_ping=True,
+            pool_size=settings.DB_POOL_SIZE,
+            max_overflow=settings.DB_MAX_OVERFLOW,
+            connect_args={"options": f"-c statement_timeout={settings.DB_STATEMENT_TIMEOUT_MS}"},
+        )
 
     engine = create_engine(url, connect_args={"check_same_thread": False})
     busy_ms = settings.SQLITE_BUSY_TIMEOUT_MS

@@ -7,7 +7,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, func, select
+from sqlalchemy import Connection, Engine, func, select, text
 
 from app.db import SQLITE_BEGIN, backend
 
@@ -28,6 +28,9 @@ def serialise_startup(connection: Connection) -> None:
     """Hold the startup lock until this transaction ends, so that workers starting together
     migrate and set up one after the other (SQLite: BEGIN IMMEDIATE does it)."""
     if backend(connection) == "postgresql":
+        # A schema change on a large table, and the wait for another worker's, may take
+        # longer than the statement timeout allows a request's statements.
+        connection.execute(text("SET LOCAL statement_timeout = 0"))
         connection.execute(select(func.pg_advisory_xact_lock(STARTUP_LOCK_KEY)))
 
 

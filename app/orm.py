@@ -170,7 +170,8 @@ class ModelVersion(Base):
     # The fitted estimator's serialised form: what a worker loads to predict.
     estimator: Mapped[dict[str, Any]]
     # Highest sale id when the fit read the sales; later sales measure how it does live.
-    trained_through_sale_id: Mapped[int | None] = mapped_column(BigInteger)
+    # Indexed: the live accuracy reads every version's, and the index holds them alone.
+    trained_through_sale_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
 
 
 class ActiveModel(Base):

@@ -1,9 +1,12 @@
 """Fitting a new model version from the stored sales.
 
-The statistics, every row pass of a mini-batch fit and the mean absolute error are read in one
-snapshot, so a sale recorded or deleted meanwhile changes none of them; no write lock is held
-while the fit computes. The new version and its activation are written in one short
-transaction, and only when every number it holds can be shown.
+A batch fit (the default) reads every matching sale once, in the one query that sums them
+(app/services/aggregates.py); the mean absolute error, which needs the fitted line, is then
+measured on the newest MAE_SAMPLE of them only, a bounded read. Mini-batch and stochastic
+fits read the rows once more per epoch. All of it is read in one snapshot, so a sale recorded
+or deleted meanwhile changes none of it; no write lock is held while the fit computes. The new
+version and its activation are written in one short transaction, and only when every number it
+holds can be shown.
 """
 
 import math
@@ -118,7 +121,7 @@ def _train(db: Database, request: TrainRequest) -> tuple[ModelVersion, int | Non
             if request.method == "batch":
                 regressor.fit_stats(stats)
             else:
-                regressor.fit_chunks(stats, lambda: sale_chunks(session, where))
+                regressor.fit_chunks(stats, lambda: sale_chunks(session, where), measure_mae=False)
         except ModelError as exc:
             raise _refused(exc) from None
         mae = mean_absolute_error(

@@ -247,7 +247,9 @@ class RingPriceRegressor:
             self.report_ = self.report_.with_mae(mae)
         return self
 
-    def fit_chunks(self, stats: SufficientStats, chunks: ChunkSource) -> Self:
+    def fit_chunks(
+        self, stats: SufficientStats, chunks: ChunkSource, *, measure_mae: bool = True
+    ) -> Self:
         """Fit from rows streamed in chunks, with bounded memory.
 
         Parameters
@@ -260,6 +262,9 @@ class RingPriceRegressor:
             an iterable of ``(carats, prices)`` array pairs. Rows are shuffled within each
             chunk by the seeded generator. With ``method="batch"`` the descent needs only
             ``stats`` and the chunks are read once, for the mean absolute error.
+        measure_mae : bool, default True
+            False leaves ``report_.mae`` None and saves that last pass over the chunks, for
+            a caller that measures the error itself.
 
         Examples
         --------
@@ -277,7 +282,8 @@ class RingPriceRegressor:
             self._fit_batch(stats, hp)
         else:
             self._fit_stochastic(stats, chunks, hp)
-        self.report_ = self.report_.with_mae(self._mean_absolute_error(chunks, stats.n))
+        if measure_mae:
+            self.report_ = self.report_.with_mae(self._mean_absolute_error(chunks, stats.n))
         return self
 
     def _mean_absolute_error(self, chunks: ChunkSource, n: int) -> float:

@@ -11,6 +11,7 @@ from pydantic import (
 from app.fields import BodyId, Estimate, Flag, JsonInt, PositiveRate, Timestamp
 from app.orm import ModelVersion, VersionStatus
 from app.schemas.common import Input
+from app.services.aggregates import MAE_SAMPLE
 from models.params import Method
 
 # Training and the model registry
@@ -52,7 +53,10 @@ class ModelVersionPublic(BaseModel):
     converged: bool
     metrics: dict[str, Any] = Field(
         description="Fit metrics (cost, mse, rmse, mae, r2, standard errors, intervals): "
-        "estimates, JSON numbers at full precision."
+        "estimates, JSON numbers at full precision. Each is over every sale the version was "
+        f"fitted to except mae, the mean absolute error, which is over the newest {MAE_SAMPLE:,} "
+        "of them by id (all of them when there are no more): it needs the fitted line, and "
+        "reading every sale a second time for it would double the time a training takes."
     )
     parameters: dict[str, Any]
     filters: dict[str, Any]

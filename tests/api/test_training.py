@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.helpers import ADMIN, add_sales, new_store
+from app.services import aggregates
+from tests.helpers import ADMIN, add_sales, all_items, new_store
 
 ARTICLE_PLAIN = {
     "learning_rate": 0.01,
@@ -179,6 +180,35 @@ def test_stochastic_methods_land_near_the_optimum(client: TestClient, method: st
     assert float(version["silver_price"]) == pytest.approx(silver, rel=0.05)
     again = client.post("/api/v1/train", json=body, headers=ADMIN).json()
     assert again["silver_price"] == version["silver_price"]
+
+
+def mean_absolute_error(rows: list[tuple[float, str]], silver: float, gold: float) -> float:
+    return float(np.mean([abs(float(p) - (silver + gold * c)) for c, p in rows]))
+
+
+@pytest.mark.parametrize("method", ["batch", "minibatch"])
+def test_the_mean_absolute_error_is_over_the_newest_sales(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch, method: str
+) -> None:
+    _, key = new_store(client)
+    rows = article_rows(60)
+    add_sales(client, key, rows)
+    newest = [
+        (sale["carats"], sale["price"])
+        for sale in all_items(client, "/api/v1/sales", headers=ADMIN)[-25:]
+    ]
+    body = {"method": method, "random_seed": 1}
+    for sample, measured in [(10_000, rows), (25, newest)]:
+        monkeypatch.setattr(aggregates, "MAE_SAMPLE", sample)
+        version = client.post("/api/v1/train", json=body, headers=ADMIN).json()
+        silver, gold = version["silver_price"], version["gold_price_per_carat"]
+        assert version["metrics"]["mae"] == pytest.approx(
+            mean_absolute_error(measured, silver, gold), rel=1e-9
+        )
+    # The newest sales are not all of them: the two measures differ.
+    assert mean_absolute_error(newest, silver, gold) != pytest.approx(
+        mean_absolute_error(rows, silver, gold), rel=1e-3
+    )
 
 
 @pytest.mark.parametrize(
