@@ -58,7 +58,7 @@ class Run:
         ids, keys, the scratch directory) named rather than shown."""
         line = " ".join([*(f"{k}={v}" for k, v in (env or {}).items()), *argv])
         for pattern, name in (
-            (r"127\.0\.0\.1:\d+", "127.0.0.1:$PORT"),
+            (r"http://127\.0\.0\.1:\d+", "http://127.0.0.1:$PORT"),
             (r"--port \d+", "--port $PORT"),
             (r"--pid \d+", "--pid $PID"),
             (r"profile-\d+", "profile-N"),
@@ -99,6 +99,10 @@ def cmdline(pid: int) -> str:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
     except OSError:
         return ""
+
+
+def workers_text(workers: int) -> str:
+    return "1 worker" if workers == 1 else f"{workers} workers"
 
 
 @dataclass
@@ -221,7 +225,9 @@ def jewelry_forecast(run: Run, *args: str, env: dict[str, str]) -> None:
     """Run one ``jewelry-forecast`` command (migrate, demo) to completion."""
     argv = [str(VENV_BIN / "jewelry-forecast"), *args]
     run.note(argv, env)
-    subprocess.run(argv, cwd=ROOT, env={**os.environ, **env}, check=True, stdout=subprocess.DEVNULL)
+    done = subprocess.run(argv, cwd=ROOT, env={**os.environ, **env}, capture_output=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} failed:\n{done.stderr.decode()[-2000:]}")
 
 
 # Load

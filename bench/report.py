@@ -11,7 +11,7 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, text
 
-from bench.harness import ROOT, Profile
+from bench.harness import ROOT, WRK_THREADS, Profile
 
 
 @dataclass
@@ -79,6 +79,10 @@ def amount(value: float, unit: str) -> str:
     return f"{value:,.{digits}f} {unit}"
 
 
+def ratio_text(ratio: float) -> str:
+    return f"{ratio:.2f}x" if ratio >= 0.01 else f"{ratio:.1g}x"
+
+
 def table(figures: list[Figure]) -> str:
     lines = [
         "| path | the service | reference | ratio | goal | met? |",
@@ -88,7 +92,7 @@ def table(figures: list[Figure]) -> str:
         met = "yes" if f.met else f"NO ({f.failures})" if f.failures else "no"
         lines.append(
             f"| {f.path} | {amount(f.value, f.unit)} | {f.reference}: "
-            f"{amount(f.reference_value, f.unit)} | {f.ratio:.2f}x | "
+            f"{amount(f.reference_value, f.unit)} | {ratio_text(f.ratio)} | "
             f"{f.goal.describe(f.unit)} | {met} |"
         )
     return "\n".join(lines)
@@ -183,7 +187,7 @@ Each is what a user would write instead, measured in the same run on the same ma
 
 Throughputs are the best of the alternating rounds; times are the best of their repeats;
 server memory growth is the peak resident size of the worker during the trainings minus
-its size just before the first. Load comes from wrk (`WRK_THREADS` threads).
+its size just before the first. Load comes from wrk, with {threads} threads (one a core).
 """
 
 
@@ -203,8 +207,9 @@ def results_markdown(
             "# Benchmark results",
             "",
             f"Written by `{command}` on {when} in {elapsed / 60:.1f} minutes; do not edit by "
-            "hand. The machine is shared with other work, so figures move by 10-20% between "
-            "runs; the references are measured in the same run for that reason.",
+            "hand. The machine is shared with other work, so figures move from run to run "
+            "(the database writes most): read the ratios, whose two sides are measured "
+            "alternately, seconds apart, rather than the figures alone.",
             "",
             "## Machine",
             "",
@@ -216,15 +221,21 @@ def results_markdown(
             "",
             table(figures),
             "",
-            NOTES,
+            NOTES.format(threads=WRK_THREADS),
             "## Where the time goes",
             "",
             "py-spy on the service's workers during a separate load of each hot path (not "
             "during the measurements above). Self time shows what was running; the "
-            "inclusive list shows which of the project's functions the time was spent under.",
+            "inclusive list shows which of the project's functions the time was spent under. "
+            "`Runner.run` stands for the event loop's native work (uvloop, httptools, socket "
+            "reads and writes); `Condition.wait` for threads waiting on a lock or for work, "
+            "which py-spy cannot always tell from running when it does not stop the process.",
             "",
             profile_section(profiles),
             "## Commands",
+            "",
+            f"`make bench` runs `python -m bench`; this file came from `{command}`, which ran "
+            "these ($WORK is its scratch directory):",
             "",
             "```sh",
             *run_commands,

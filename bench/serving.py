@@ -17,6 +17,7 @@ from bench.harness import (
     service,
     service_env,
     side_by_side,
+    workers_text,
     wrk,
 )
 from bench.report import AT_LEAST, AT_MOST, Figure, Goal, Results
@@ -52,7 +53,7 @@ def _quotes(run: Run, results: Results, data: Path, workers: int, body: str) -> 
         )
         results.figures.append(
             Figure(
-                f"`GET {ours_path}`, {workers} worker(s), {QUOTE_CONNECTIONS} connections",
+                f"`GET {ours_path}`, {workers_text(workers)}, {QUOTE_CONNECTIONS} connections",
                 got.requests_per_second,
                 "bare FastAPI, a + b * carats",
                 ref.requests_per_second,
@@ -66,7 +67,7 @@ def _quotes(run: Run, results: Results, data: Path, workers: int, body: str) -> 
                 profile(
                     run,
                     ours,
-                    f"GET /api/v1/predict, {workers} worker(s)",
+                    f"GET /api/v1/predict, {workers_text(workers)}",
                     3,
                     partial(quote, ours, ours_path, 3),
                 )
