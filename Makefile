@@ -57,9 +57,18 @@ fuzz: setup
 		grep -c '"status":5' .fuzz/server.log | sed 's/^/5xx responses logged by the server: /'; \
 		exit $$status
 
-bench: setup
-	$(VENV)/python bench/bench_fit.py
-	$(VENV)/python bench/bench_predict.py 2>/dev/null
+# Every benchmark under bench/ against references measured in the same run; writes
+# bench/RESULTS.md. The load comes from wrk, Debian's package, installed like chromium above.
+# A short run: make bench BENCH_ARGS=--quick (see python -m bench --help).
+WRK := /usr/bin/wrk
+BENCH_ARGS ?=
+
+$(WRK):
+	$(SUDO) apt-get update
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y wrk
+
+bench: setup $(WRK)
+	$(VENV)/python -m bench $(BENCH_ARGS)
 
 # Build the image with buildah and run it with podman, as CI does: no Docker engine needed
 # (root; installs the tools with apt-get; see tests/container/check.py).
