@@ -135,38 +135,56 @@ def test_serve_removes_the_metrics_a_killed_serve_left_behind(tmp_path: Path) ->
         serve.wait(timeout=30)
 
 
-def cut_short_export_server() -> tuple[int, threading.Thread]:
-    """A server that starts a chunked CSV export and drops the connection half-way."""
-    listener = socket.create_server((LOOPBACK, 0))
-    port = listener.getsockname()[1]
+class CannedServer:
+    """A listener that answers each of ``connections`` requests with the same bytes, verbatim,
+    and keeps the request heads it got. With ``hold``, each connection stays open after the
+    answer until the event is set: an export that stalls half-way."""
 
-    def serve_once() -> None:
-        connection, _ = listener.accept()
-        with connection, listener:
-            connection.recv(65536)
-            body = b"carats,price,sold_at,store_id\n" + b"1.0,10.00,2026-01-01T00:00:00Z,1\n" * 3
-            connection.sendall(
-                b"HTTP/1.1 200 OK\r\nContent-Type: text/csv\r\nTransfer-Encoding: chunked\r\n\r\n"
-                + f"{len(body):x}\r\n".encode()
-                + body
-                + b"\r\n"
-            )
+    def __init__(
+        self, answer: bytes, *, connections: int = 1, hold: threading.Event | None = None
+    ) -> None:
+        self.listener = socket.create_server((LOOPBACK, 0))
+        self.url = f"http://{LOOPBACK}:{self.listener.getsockname()[1]}"
+        self.heads: list[str] = []
+        self.thread = threading.Thread(
+            target=self._serve, args=(answer, connections, hold), daemon=True
+        )
+        self.thread.start()
 
-    thread = threading.Thread(target=serve_once, daemon=True)
-    thread.start()
-    return port, thread
+    def _serve(self, answer: bytes, connections: int, hold: threading.Event | None) -> None:
+        with self.listener:
+            for _ in range(connections):
+                connection, _ = self.listener.accept()
+                with connection:
+                    head = b""
+                    while b"\r\n\r\n" not in head and (data := connection.recv(65536)):
+                        head += data
+                    self.heads.append(head.decode("latin-1").lower())
+                    connection.sendall(answer)
+                    if hold is not None:
+                        hold.wait(60)
+
+    def join(self) -> None:
+        self.thread.join(timeout=10)
+
+
+def chunked_csv_answer(rows: int) -> bytes:
+    """The head of a chunked CSV export and one chunk of ``rows`` sales, without the end."""
+    body = b"carats,price,sold_at,store_id\n" + b"1.0,10.00,2026-01-01T00:00:00Z,1\n" * rows
+    return (
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/csv\r\nTransfer-Encoding: chunked\r\n\r\n"
+        + f"{len(body):x}\r\n".encode()
+        + body
+        + b"\r\n"
+    )
 
 
 def test_an_export_cut_short_leaves_the_old_file_and_says_so(tmp_path: Path) -> None:
     target = tmp_path / "sales.csv"
     target.write_text("an earlier, complete export\n")
-    port, thread = cut_short_export_server()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("JEWELRY_")}
-    cut = subprocess.run(
-        [CLI, "export", str(target), "--url", f"http://{LOOPBACK}:{port}", "--key", "k" * 20],
-        env=env, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    thread.join(timeout=10)
+    server = CannedServer(chunked_csv_answer(3))  # then the connection drops
+    cut = run(tmp_path, "export", str(target), "--url", server.url, "--key", "k" * 20)
+    server.join()
     assert cut.returncode == 1
     assert "the download was cut after 3 sales" in cut.stderr
     assert target.read_text() == "an earlier, complete export\n"
