@@ -26,16 +26,25 @@ class Refused(Exception):
     """The service answered with an error; its detail is the message."""
 
 
-def _key(args: argparse.Namespace) -> str | None:
+class NotUnderstood(Exception):
+    """The answer is not one the service gives: another server, or a proxy's error page."""
+
+
+class NoSuchPath(Exception):
+    """The server has no such path: the URL is not the service's base URL."""
+
+
+def _key(args: argparse.Namespace, *, needs_key: bool) -> str | None:
+    """The key to send: the one the user gave, or for a command that needs one the admin key
+    the service saved. That key never goes with a public command: --url may name any server."""
     key = args.key or os.environ.get("JEWELRY_API_KEY")
-    key_file = Settings().admin_key_file
-    if not key and key_file.exists():
+    if not key and needs_key and (key_file := Settings().admin_key_file).exists():
         key = key_file.read_text().strip()
     return key or None
 
 
 def _client(args: argparse.Namespace, *, needs_key: bool) -> httpx.Client:
-    key = _key(args)
+    key = _key(args, needs_key=needs_key)
     if needs_key and key is None:
         raise SystemExit("no API key: pass --key, set JEWELRY_API_KEY, or run demo first")
     headers = {"X-API-Key": key} if key else {}
@@ -46,13 +55,20 @@ def _checked(response: httpx.Response) -> Any:
     try:
         body: Any = response.json()
     except ValueError:
-        body = {"detail": response.text}
-    if not response.is_success:
-        detail = body.get("detail", body) if isinstance(body, dict) else body
-        if isinstance(detail, list):  # a 422: each problem on its own line
-            detail = "\n".join(f"{'.'.join(map(str, d['loc']))}: {d['msg']}" for d in detail)
-        raise Refused(f"{response.status_code}: {detail}")
-    return body
+        body = None
+    detail = body.get("detail") if isinstance(body, dict) else None
+    if response.is_success and body is not None:
+        return body
+    # The service's own 404s name what is missing; routing's says only this.
+    if response.status_code == 404 and detail in (None, "Not Found"):
+        raise NoSuchPath(response.request.url.path)
+    if isinstance(detail, list):  # a 422: each problem on its own line
+        detail = "\n".join(f"{'.'.join(map(str, d['loc']))}: {d['msg']}" for d in detail)
+    if not isinstance(detail, str):
+        raise NotUnderstood
+    if response.status_code == 401 and "X-API-Key" not in response.request.headers:
+        detail += ": this service answers only with a key: pass --key or set JEWELRY_API_KEY"
+    raise Refused(f"{response.status_code}: {detail}")
 
 
 def number(text: str) -> float:
@@ -65,6 +81,14 @@ def number(text: str) -> float:
 
 def rate_or_auto(text: str) -> str | float:
     return text if text == "auto" else number(text)
+
+
+def version(text: str) -> int:
+    """A model version: a positive integer (the service has no route for others)."""
+    value = int(text)
+    if value < 1:
+        raise ValueError(text)
+    return value
 
 
 def _given(**options: Any) -> dict[str, Any]:
@@ -245,14 +269,28 @@ def _run(command: Command, needs_key: bool) -> Callable[[argparse.Namespace], in
         except Refused as refusal:
             print(refusal, file=sys.stderr)
             return 1
-        except httpx.TransportError as exc:
-            print(f"cannot reach the service at {args.url}: {exc}", file=sys.stderr)
+        except NoSuchPath as path:
+            print(
+                f"the service at {args.url} has no {path}: give its base URL, e.g. {DEFAULT_URL}",
+                file=sys.stderr,
+            )
             return 1
         except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
             print(f"not a service URL: {args.url} ({exc})", file=sys.stderr)
             return 2
+        except httpx.TransportError as exc:
+            print(f"cannot reach the service at {args.url}: {exc}", file=sys.stderr)
+            return 1
         except (OSError, UnicodeError) as exc:
             print(f"jewelry-forecast: {exc}", file=sys.stderr)
+            return 1
+        except (NotUnderstood, LookupError, TypeError, ValueError):
+            # The errors of JSON of another shape than the service's: a field a command reads
+            # is missing or of another type.
+            print(
+                f"the service at {args.url} answered something this client does not understand",
+                file=sys.stderr,
+            )
             return 1
         print(json.dumps(body, indent=2) if args.json else text)
         return 0
@@ -278,7 +316,7 @@ def add_commands(commands: Any) -> None:
     command("prices", "the learned silver price and gold price per carat", _prices, needs_key=False)
     command("models", "the trained versions, newest first", _models, needs_key=False)
     activate = command("activate", "serve another version", _activate, needs_key=True)
-    activate.add_argument("version", type=int)
+    activate.add_argument("version", type=version)
     train = command("train", "train a new version", _train, needs_key=True)
     train.add_argument("--learning-rate", type=rate_or_auto, help='"auto" or a number')
     train.add_argument("--max-iterations", type=int)

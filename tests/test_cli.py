@@ -12,13 +12,16 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 from sqlalchemy import func, select
 
+from app.cli import main
 from app.config import Settings
 from app.db import Database
 from app.orm import ModelVersion, Sale, Store
 from app.services import registry
-from tests.servers import LOOPBACK, free_port
+from tests.helpers import ADMIN_KEY
+from tests.servers import LOOPBACK, free_port, running_server
 
 CLI = str(Path(sys.executable).parent / "jewelry-forecast")
 
@@ -205,3 +208,89 @@ def test_the_client_refuses_bad_arguments_in_one_line(tmp_path: Path) -> None:
         assert refused.returncode in (1, 2), args
         assert "Traceback" not in refused.stderr
         assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+
+
+def one_line(stderr: str) -> str:
+    """The last line a command printed on stderr (a progress bar redraws with carriage
+    returns), after checking it printed no traceback."""
+    assert "Traceback" not in stderr, stderr
+    return stderr.replace("\r", "\n").strip().splitlines()[-1]
+
+
+def test_the_saved_admin_key_goes_only_with_the_commands_that_need_one(tmp_path: Path) -> None:
+    (tmp_path / "admin-key").write_text("jf_admin_saved-by-the-demo\n")
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\noops!"
+    server = CannedServer(answer, connections=5)
+    for command in (["quote", "2"], ["prices"], ["models"]):
+        public = run(tmp_path, *command, "--url", server.url)
+        # Nor does an answer that is not the service's end in a traceback.
+        assert public.returncode == 1
+        assert one_line(public.stderr) == (
+            f"the service at {server.url} answered something this client does not understand"
+        )
+    given = run(tmp_path, "prices", "--url", server.url, "--key", "jf_store_given")
+    admin = run(tmp_path, "train", "--url", server.url)
+    server.join()
+    assert (given.returncode, admin.returncode) == (1, 1)
+    assert ["x-api-key" in head for head in server.heads] == [False, False, False, True, True]
+    assert "x-api-key: jf_store_given\r\n" in server.heads[3]
+    assert "x-api-key: jf_admin_saved-by-the-demo\r\n" in server.heads[4]
+
+
+def test_private_reads_a_wrong_url_and_odd_answers_say_what_to_do(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    cli_data = tmp_path / "cli"
+    cli_data.mkdir()
+    (cli_data / "admin-key").write_text(ADMIN_KEY)
+    env = {"JEWELRY_PUBLIC_READS": "false"}
+    with running_server(sqlite_url, tmp_path, env=env) as server:
+        private = run(cli_data, "models", "--url", server.base_url)
+        keyed = run(cli_data, "models", "--url", server.base_url, "--key", ADMIN_KEY)
+        wrong = run(cli_data, "prices", "--url", f"{server.base_url}/api/v1")
+    assert private.returncode == 1
+    assert one_line(private.stderr) == (
+        "401: missing X-API-Key header: this service answers only with a key: "
+        "pass --key or set JEWELRY_API_KEY"
+    )
+    assert keyed.returncode == 0, keyed.stderr
+    assert keyed.stdout.strip() == "no versions yet: train one"
+    assert wrong.returncode == 1
+    assert one_line(wrong.stderr) == (
+        f"the service at {server.base_url}/api/v1 has no /api/v1/api/v1/prices: "
+        f"give its base URL, e.g. http://127.0.0.1:8000"
+    )
+
+    unexpected = b'{"unexpected": true}'
+    answer = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+    odd = CannedServer(answer % (len(unexpected), unexpected))
+    prices = run(cli_data, "prices", "--url", odd.url, "--json")
+    odd.join()
+    assert prices.returncode == 1
+    assert prices.stdout == ""
+    assert one_line(prices.stderr) == (
+        f"the service at {odd.url} answered something this client does not understand"
+    )
+
+
+def run_here(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int | str | None, str]:
+    """The command line's status and stderr, run in this process: for what it refuses
+    without asking a service, which a new process would take seconds to import for."""
+    try:
+        status: int | str | None = main(list(args))
+    except SystemExit as exit:
+        status = exit.code
+    return status, capsys.readouterr().err
+
+
+def test_what_is_not_a_service_url_or_a_version_is_refused_before_asking(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for url in ("not a url", "ftp://x", "http://[::1"):
+        status, stderr = run_here(capsys, "prices", "--url", url)
+        assert status == 2, url
+        assert one_line(stderr).startswith(f"not a service URL: {url} ("), url
+    for version in ("-5", "0", "1.5"):
+        status, stderr = run_here(capsys, "activate", version, "--key", "k" * 20)
+        assert status == 2, version
+        assert one_line(stderr).endswith(f"invalid version value: '{version}'")
