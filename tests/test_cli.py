@@ -294,3 +294,82 @@ def test_what_is_not_a_service_url_or_a_version_is_refused_before_asking(
         status, stderr = run_here(capsys, "activate", version, "--key", "k" * 20)
         assert status == 2, version
         assert one_line(stderr).endswith(f"invalid version value: '{version}'")
+
+
+def test_export_refuses_a_target_it_would_not_write_as_a_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "outdir").mkdir()
+    kept = tmp_path / "kept.csv"
+    kept.write_text("an earlier export\n")
+    (tmp_path / "link.csv").symlink_to(kept)
+    reasons = {
+        "": "give the file to write the sales to",
+        str(tmp_path / "outdir"): "is a directory",
+        str(tmp_path / "new") + "/": "is a directory",
+        str(tmp_path / "missing" / "sales.csv"): "no directory",
+        str(tmp_path / "link.csv"): "is a symbolic link",
+        "/dev/null": "is not a regular file",
+    }
+    nobody = f"http://{LOOPBACK}:{free_port()}"  # asking it would fail with status 1
+    for target, reason in reasons.items():
+        status, stderr = run_here(capsys, "export", target, "--url", nobody, "--key", "k" * 20)
+        assert status == 2, (target, stderr)
+        assert reason in one_line(stderr), target
+    assert (tmp_path / "link.csv").is_symlink()
+    assert kept.read_text() == "an earlier export\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kept.csv", "link.csv", "outdir"]
+    assert list((tmp_path / "outdir").iterdir()) == []
+
+
+def test_an_export_replaces_a_file_with_one_only_its_owner_reads(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = tmp_path / "sales.csv"
+    target.write_text("an earlier export\n")
+    target.chmod(0o644)
+    server = CannedServer(chunked_csv_answer(2) + b"0\r\n\r\n")
+    status, stderr = run_here(capsys, "export", str(target), "--url", server.url, "--key", "k" * 20)
+    server.join()
+    assert status == 0, stderr
+    assert target.read_text().splitlines()[1:] == ["1.0,10.00,2026-01-01T00:00:00Z,1"] * 2
+    assert target.stat().st_mode & 0o777 == 0o600
+    assert [p.name for p in tmp_path.iterdir()] == ["sales.csv"]
+
+
+@pytest.mark.parametrize(
+    ("stop", "status"),
+    [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)],
+)
+def test_a_stopped_export_removes_its_partial_file(
+    tmp_path: Path, stop: signal.Signals, status: int
+) -> None:
+    hold = threading.Event()
+    server = CannedServer(chunked_csv_answer(1000), hold=hold)  # and then nothing
+    out = tmp_path / "out"
+    out.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JEWELRY_")}
+    export = subprocess.Popen(
+        [CLI, "export", str(out / "sales.csv"), "--url", server.url, "--key", "k" * 20],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # As from a terminal: a shell without job control starts background commands with
+        # SIGINT ignored, and the client leaves an ignored signal ignored.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not any(p.stat().st_size for p in out.iterdir()) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert [p.name for p in out.iterdir() if p.name.endswith(".partial")]
+        export.send_signal(stop)
+        _, stderr = export.communicate(timeout=30)
+    finally:
+        export.kill()
+        hold.set()
+        server.join()
+    assert export.returncode == status
+    assert one_line(stderr) == f"jewelry-forecast: stopped by {stop.name}"
+    assert list(out.iterdir()) == []
