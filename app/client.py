@@ -1,15 +1,20 @@
 """The command line's client commands: they talk to a running service over HTTP.
 
 Each prints what a person wants to read, or with ``--json`` the service's own JSON; a refusal
-prints the service's ``detail`` on stderr and exits with status 1.
+prints the service's ``detail`` on stderr and exits with status 1, an argument that cannot work
+exits with 2, and a command stopped by SIGINT, SIGTERM or SIGHUP with 128 + the signal.
 """
 
 import argparse
 import json
 import math
 import os
+import signal
+import stat
 import sys
-from collections.abc import Callable, Sequence
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO, cast, get_args
 
@@ -26,16 +31,37 @@ class Refused(Exception):
     """The service answered with an error; its detail is the message."""
 
 
-def _key(args: argparse.Namespace) -> str | None:
+class NotUnderstood(Exception):
+    """The answer is not one the service gives: another server, or a proxy's error page."""
+
+
+class NoSuchPath(Exception):
+    """The server has no such path: the URL is not the service's base URL."""
+
+
+class Unusable(Exception):
+    """An argument that cannot work, found when the command runs: a usage error (status 2)."""
+
+
+class Stopped(BaseException):
+    """A signal asked the command to stop; a BaseException, so that only cleanup sees it."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _key(args: argparse.Namespace, *, needs_key: bool) -> str | None:
+    """The key to send: the one the user gave, or for a command that needs one the admin key
+    the service saved. That key never goes with a public command: --url may name any server."""
     key = args.key or os.environ.get("JEWELRY_API_KEY")
-    key_file = Settings().admin_key_file
-    if not key and key_file.exists():
+    if not key and needs_key and (key_file := Settings().admin_key_file).exists():
         key = key_file.read_text().strip()
     return key or None
 
 
 def _client(args: argparse.Namespace, *, needs_key: bool) -> httpx.Client:
-    key = _key(args)
+    key = _key(args, needs_key=needs_key)
     if needs_key and key is None:
         raise SystemExit("no API key: pass --key, set JEWELRY_API_KEY, or run demo first")
     headers = {"X-API-Key": key} if key else {}
@@ -46,13 +72,20 @@ def _checked(response: httpx.Response) -> Any:
     try:
         body: Any = response.json()
     except ValueError:
-        body = {"detail": response.text}
-    if not response.is_success:
-        detail = body.get("detail", body) if isinstance(body, dict) else body
-        if isinstance(detail, list):  # a 422: each problem on its own line
-            detail = "\n".join(f"{'.'.join(map(str, d['loc']))}: {d['msg']}" for d in detail)
-        raise Refused(f"{response.status_code}: {detail}")
-    return body
+        body = None
+    detail = body.get("detail") if isinstance(body, dict) else None
+    if response.is_success and body is not None:
+        return body
+    # The service's own 404s name what is missing; routing's says only this.
+    if response.status_code == 404 and detail in (None, "Not Found"):
+        raise NoSuchPath(response.request.url.path)
+    if isinstance(detail, list):  # a 422: each problem on its own line
+        detail = "\n".join(f"{'.'.join(map(str, d['loc']))}: {d['msg']}" for d in detail)
+    if not isinstance(detail, str):
+        raise NotUnderstood
+    if response.status_code == 401 and "X-API-Key" not in response.request.headers:
+        detail += ": this service answers only with a key: pass --key or set JEWELRY_API_KEY"
+    raise Refused(f"{response.status_code}: {detail}")
 
 
 def number(text: str) -> float:
@@ -65,6 +98,14 @@ def number(text: str) -> float:
 
 def rate_or_auto(text: str) -> str | float:
     return text if text == "auto" else number(text)
+
+
+def version(text: str) -> int:
+    """A model version: a positive integer (the service has no route for others)."""
+    value = int(text)
+    if value < 1:
+        raise ValueError(text)
+    return value
 
 
 def _given(**options: Any) -> dict[str, Any]:
@@ -200,59 +241,135 @@ def _import(args: argparse.Namespace, http: httpx.Client) -> tuple[Any, str]:
     return body, f"imported {body['count']} sales from {path}"
 
 
+def _export_target(name: str) -> Path:
+    """The file the export replaces, or creates in a directory that exists.
+
+    Only a regular file is replaced: renaming the download over anything else would turn a
+    symbolic link into a file and take the place of a device. A link is refused rather than
+    followed, so that the file written is the one named.
+    """
+    if not name:
+        raise Unusable("give the file to write the sales to, e.g. sales.csv")
+    path = Path(name)
+    try:
+        mode: int | None = path.lstat().st_mode
+    except FileNotFoundError:
+        mode = None
+    if mode is None:
+        if name.endswith("/"):
+            raise Unusable(f"{name} is a directory name: add the file's, e.g. {name}sales.csv")
+        if not path.parent.is_dir():
+            raise Unusable(f"no directory {path.parent} to write {path.name} in")
+        return path
+    if stat.S_ISDIR(mode):
+        raise Unusable(f"{name} is a directory: give the file's name, e.g. {path / 'sales.csv'}")
+    if stat.S_ISLNK(mode):
+        raise Unusable(f"{name} is a symbolic link: give the file it points to")
+    if not stat.S_ISREG(mode):
+        raise Unusable(f"{name} is not a regular file: give a file's name")
+    return path
+
+
 def _export(args: argparse.Namespace, http: httpx.Client) -> tuple[Any, str]:
     params = _given(store_id=args.store_id, sold_since=args.sold_since, sold_until=args.sold_until)
-    path = Path(args.file)
+    path = _export_target(args.file)
     # Written beside the target and renamed over it only when complete: a download cut short
-    # leaves no file that would import as a silent subset, nor spoils an earlier one.
-    partial = path.with_name(f".{path.name}.partial")
+    # leaves no file that would import as a silent subset, nor spoils an earlier one. Made
+    # before asking, so that a directory it cannot be written in costs no download; its own
+    # name, so that two exports to one file do not write into each other's.
+    descriptor, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    partial = Path(name)
     rows = 0
     try:
-        with http.stream("GET", "/api/v1/sales/export", params=params) as response:
+        with (
+            os.fdopen(descriptor, "wb") as out,
+            http.stream("GET", "/api/v1/sales/export", params=params) as response,
+        ):
             if not response.is_success:
                 response.read()
                 _checked(response)
-            with (
-                partial.open("wb") as out,
-                tqdm(unit="B", unit_scale=True, desc=path.name) as bar,
-            ):
-                for chunk in response.iter_bytes():
-                    out.write(chunk)
-                    rows += chunk.count(b"\n")
-                    bar.update(len(chunk))
-    except httpx.TransportError as exc:
-        partial.unlink(missing_ok=True)
-        raise Refused(
-            f"the download was cut after {max(rows - 1, 0)} sales ({exc}); "
-            f"{path} was left as it was"
-        ) from None
+            try:
+                with tqdm(unit="B", unit_scale=True, desc=path.name) as bar:
+                    for chunk in response.iter_bytes():
+                        out.write(chunk)
+                        rows += chunk.count(b"\n")
+                        bar.update(len(chunk))
+            except httpx.TransportError as exc:
+                raise Refused(
+                    f"the download was cut after {max(rows - 1, 0)} sales ({exc}); "
+                    f"{path} was left as it was"
+                ) from None
+        partial.replace(path)
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
-    partial.replace(path)
     sales = max(rows - 1, 0)  # the header
     return {"count": sales, "file": str(path)}, f"exported {sales} sales to {path}"
 
 
 Command = Callable[[argparse.Namespace, httpx.Client], tuple[Any, str]]
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def _stop(signum: int, frame: object) -> None:
+    raise Stopped(signum)
+
+
+@contextmanager
+def _stoppable() -> Iterator[None]:
+    """SIGINT, SIGTERM and SIGHUP raise Stopped, so that an export removes its partial file
+    whichever stops it. One ignored on entry (nohup's SIGHUP) stays ignored."""
+    previous = {
+        sig: signal.signal(sig, _stop)
+        for sig in STOP_SIGNALS
+        if signal.getsignal(sig) is not signal.SIG_IGN
+    }
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
 
 def _run(command: Command, needs_key: bool) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         try:
-            with _client(args, needs_key=needs_key) as http:
+            with _stoppable(), _client(args, needs_key=needs_key) as http:
                 body, text = command(args, http)
+        except Stopped as stop:
+            print(
+                f"jewelry-forecast: stopped by {signal.Signals(stop.signum).name}", file=sys.stderr
+            )
+            return 128 + stop.signum
+        except Unusable as problem:
+            print(f"jewelry-forecast: {problem}", file=sys.stderr)
+            return 2
         except Refused as refusal:
             print(refusal, file=sys.stderr)
             return 1
-        except httpx.TransportError as exc:
-            print(f"cannot reach the service at {args.url}: {exc}", file=sys.stderr)
+        except NoSuchPath as path:
+            print(
+                f"the service at {args.url} has no {path}: give its base URL, e.g. {DEFAULT_URL}",
+                file=sys.stderr,
+            )
             return 1
         except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
             print(f"not a service URL: {args.url} ({exc})", file=sys.stderr)
             return 2
+        except httpx.TransportError as exc:
+            print(f"cannot reach the service at {args.url}: {exc}", file=sys.stderr)
+            return 1
         except (OSError, UnicodeError) as exc:
             print(f"jewelry-forecast: {exc}", file=sys.stderr)
+            return 1
+        except (NotUnderstood, LookupError, TypeError, ValueError):
+            # The errors of JSON of another shape than the service's: a field a command reads
+            # is missing or of another type.
+            print(
+                f"the service at {args.url} answered something this client does not understand",
+                file=sys.stderr,
+            )
             return 1
         print(json.dumps(body, indent=2) if args.json else text)
         return 0
@@ -278,7 +395,7 @@ def add_commands(commands: Any) -> None:
     command("prices", "the learned silver price and gold price per carat", _prices, needs_key=False)
     command("models", "the trained versions, newest first", _models, needs_key=False)
     activate = command("activate", "serve another version", _activate, needs_key=True)
-    activate.add_argument("version", type=int)
+    activate.add_argument("version", type=version)
     train = command("train", "train a new version", _train, needs_key=True)
     train.add_argument("--learning-rate", type=rate_or_auto, help='"auto" or a number')
     train.add_argument("--max-iterations", type=int)
