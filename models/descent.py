@@ -38,6 +38,8 @@ __all__ = [
     "DescentResult",
     "FeatureSpace",
     "Quadratic",
+    "Stability",
+    "row_curvature",
     "run_batch",
     "run_stochastic",
     "suggested_rate",
@@ -205,6 +207,7 @@ class DescentResult:
     converged: bool
     gradient_norm: float
     learning_rate: float
+    max_stable_rate: float
     iterations: list[int] = field(default_factory=list)
     costs: list[float] = field(default_factory=list)
     path0: NDArray[np.float64] = field(default_factory=lambda: np.empty(0))
@@ -225,22 +228,71 @@ def suggested_rate(limit: float) -> float:
     return float(f"{math.floor(target / step) * step:.3g}")
 
 
-def _divergence(rate: float, q: Quadratic, space: FeatureSpace, why: str) -> DivergenceError:
-    limit = q.max_stable_rate()
-    return DivergenceError(
-        f"learning rate {rate:.6g} makes gradient descent diverge on this data ({why}); "
-        f"stable rates are below {limit:.6g} (2 / largest Hessian eigenvalue of the cost, in "
-        f"the {space.name} feature space): use {suggested_rate(limit):.3g} or 'auto'",
-        learning_rate=rate,
-        max_stable_learning_rate=limit,
-        feature_space=space.name,
-    )
+@dataclass(frozen=True, slots=True)
+class Stability:
+    """The learning rate at and above which descent diverges, and what sets it: the whole
+    cost's curvature for batch descent; for stochastic steps also one sale's, as a step may
+    use the sale farthest from the rest alone (or nearly)."""
+
+    limit: float
+    basis: str
+
+    @classmethod
+    def batch(cls, q: Quadratic) -> Stability:
+        return cls(q.max_stable_rate(), "2 / largest Hessian eigenvalue of the cost")
+
+    @classmethod
+    def stochastic(cls, q: Quadratic, row_curvature: float, batch_size: int) -> Stability:
+        """For steps on batches of ``batch_size`` rows, one of which may be the sale farthest
+        from the rest (``row_curvature``, see `row_curvature`) beside typical ones: the
+        batch's curvature is about ``row_curvature / b + lambda_max * (b - 1) / b``. Exact
+        for single rows (SGD); for larger batches the whole cost's limit soon governs."""
+        whole = cls.batch(q)
+        lam = q.hessian_eigenvalues()[1]
+        worst = row_curvature / batch_size + lam * (batch_size - 1) / batch_size
+        if worst <= lam:
+            return whole
+        return cls(
+            2.0 / worst,
+            f"2 / the curvature of a batch of {batch_size} holding the sale "
+            "farthest from the others",
+        )
+
+    def check(self, rate: float, space: FeatureSpace) -> None:
+        """Refuse a rate at or above the limit before running anything."""
+        if rate >= self.limit:
+            raise self.divergence(rate, space, "at or above the stability limit")
+
+    def divergence(self, rate: float, space: FeatureSpace, why: str) -> DivergenceError:
+        return DivergenceError(
+            f"learning rate {rate:.6g} makes gradient descent diverge on this data ({why}); "
+            f"stable rates are below {self.limit:.6g} ({self.basis}, in the {space.name} "
+            f"feature space): use {suggested_rate(self.limit):.3g} or 'auto'",
+            learning_rate=rate,
+            max_stable_learning_rate=self.limit,
+            feature_space=space.name,
+        )
 
 
-def check_rate(rate: float, q: Quadratic, space: FeatureSpace) -> None:
-    """Refuse a rate at or above ``2 / lambda_max`` before running anything."""
-    if rate >= q.max_stable_rate():
-        raise _divergence(rate, q, space, "at or above the stability limit")
+def row_curvature(chunks: ChunkSource, space: FeatureSpace) -> float:
+    """The largest ``1 + z^2`` over the rows (``z`` the working-space carats): the largest
+    Hessian eigenvalue of one sale's cost. A step on a batch holding that sale is stable only
+    below ``2 /`` this, however gentle the whole cost is: one sale far from the rest makes it
+    large. One pass over the carats.
+
+    Examples
+    --------
+    >>> space = FeatureSpace("raw", 0.0, 1.0, 0.0, 1.0)
+    >>> row_curvature(lambda: iter([(np.array([1.0, 3.0]), np.array([5.0, 6.0]))]), space)
+    10.0
+    """
+    largest = 0.0
+    for raw_x, _ in chunks():
+        x = np.asarray(raw_x, dtype=np.float64)
+        if x.size:
+            z = (x - space.x_offset) / space.x_scale
+            largest = max(largest, float(np.max(z * z)))
+    return 1.0 + largest
 
 
 def run_batch(
@@ -272,7 +324,8 @@ def run_batch(
     >>> round(r.theta1, 6), r.iterations, [round(c, 4) for c in r.costs]
     (0.272267, [0, 1, 2], [21.0, 18.7443, 16.7319])
     """
-    check_rate(learning_rate, q, space)
+    stability = Stability.batch(q)
+    stability.check(learning_rate, space)
     to_dollars2 = space.y_scale * space.y_scale
     t0 = t1 = 0.0
     previous = q.cost(t0, t1)
@@ -297,7 +350,7 @@ def run_batch(
         cost = q.cost(t0, t1)
         if not math.isfinite(cost) or cost > previous * (1.0 + _RISE_RTOL) + floor:
             why = "the cost became non-finite" if not math.isfinite(cost) else "the cost rose"
-            raise _divergence(learning_rate, q, space, f"{why} at iteration {n_iter}")
+            raise stability.divergence(learning_rate, space, f"{why} at iteration {n_iter}")
         costs.append(cost * to_dollars2)
         path0.append(t0)
         path1.append(t1)
@@ -311,6 +364,7 @@ def run_batch(
         converged=norm <= tolerance,
         gradient_norm=norm,
         learning_rate=learning_rate,
+        max_stable_rate=stability.limit,
         iterations=list(range(n_iter + 1)),
         costs=costs,
         path0=np.frombuffer(path0),
@@ -419,7 +473,13 @@ def _epoch(
 
 
 def _check_epoch(
-    q: Quadratic, space: FeatureSpace, walk: _Walk, epoch: int, seen: int, n_rows: int
+    q: Quadratic,
+    space: FeatureSpace,
+    stability: Stability,
+    walk: _Walk,
+    epoch: int,
+    seen: int,
+    n_rows: int,
 ) -> float:
     """The exact cost of the reported parameters after ``epoch`` (counted from 1); raises if
     the epoch read other rows than the statistics describe, or the descent diverged."""
@@ -431,13 +491,13 @@ def _check_epoch(
     p0, p1 = walk.reported()
     cost = q.cost(p0, p1) if math.isfinite(p0) and math.isfinite(p1) else math.inf
     if not math.isfinite(cost):
-        raise _divergence(
-            walk.learning_rate, q, space, f"the parameters became non-finite in epoch {epoch}"
+        raise stability.divergence(
+            walk.learning_rate, space, f"the parameters became non-finite in epoch {epoch}"
         )
     # Noise may raise the cost from one epoch to the next; above the start it is divergence.
     if cost > q.cost(0.0, 0.0) * (1.0 + _RISE_RTOL):
-        raise _divergence(
-            walk.learning_rate, q, space, f"the cost rose above its starting value in epoch {epoch}"
+        raise stability.divergence(
+            walk.learning_rate, space, f"the cost rose above its starting value in epoch {epoch}"
         )
     return cost
 
@@ -448,6 +508,7 @@ def run_stochastic(
     chunks: ChunkSource,
     *,
     n_rows: int,
+    stability: Stability,
     learning_rate: float,
     batch_size: int,
     epochs: int,
@@ -467,12 +528,12 @@ def run_stochastic(
     Raises
     ------
     DivergenceError
-        If the rate is at or above the full-batch stability limit, the parameters stop being
-        finite, or an epoch ends with a higher cost than the start.
+        If the rate is at or above ``stability``'s limit (`Stability.stochastic`), the
+        parameters stop being finite, or an epoch ends with a higher cost than the start.
     MismatchedLengthError
         If an epoch yields a different number of rows than ``n_rows``.
     """
-    check_rate(learning_rate, q, space)
+    stability.check(learning_rate, space)
     to_dollars2 = space.y_scale * space.y_scale
     walk = _Walk(learning_rate, updates_per_epoch=max(1, -(-n_rows // batch_size)))
     iterations = [0]  # the start
@@ -482,7 +543,7 @@ def run_stochastic(
     norm = math.inf
     for epoch in range(1, epochs + 1):
         seen = _epoch(walk, chunks, space, batch_size, epoch > epochs // 2, rng)
-        cost = _check_epoch(q, space, walk, epoch, seen, n_rows)
+        cost = _check_epoch(q, space, stability, walk, epoch, seen, n_rows)
         p0, p1 = walk.reported()
         iterations.append(walk.step)
         costs.append(cost * to_dollars2)
@@ -500,6 +561,7 @@ def run_stochastic(
         converged=converged,
         gradient_norm=norm,
         learning_rate=learning_rate,
+        max_stable_rate=stability.limit,
         iterations=iterations,
         costs=costs,
         path0=np.frombuffer(path0),

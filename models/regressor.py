@@ -14,6 +14,8 @@ from models.descent import (
     DescentResult,
     FeatureSpace,
     Quadratic,
+    Stability,
+    row_curvature,
     run_batch,
     run_stochastic,
 )
@@ -326,18 +328,20 @@ class RingPriceRegressor:
         check_fittable(stats)
         space = self._feature_space(stats, hp)
         q = Quadratic.from_stats(stats, space)
+        bs = hp.batch_size
+        stability = Stability.stochastic(q, row_curvature(chunks, space), bs)
         rate = hp.learning_rate
         if rate is None:
             # Gradient noise shrinks with the batch size, and so can the damping of the step:
             # about a tenth of the optimal batch rate for single rows, nearly all of it for
-            # large batches.
-            bs = hp.batch_size
-            rate = q.optimal_rate() * bs / (bs + 8.0)
+            # large batches; and never past half the limit a sale far from the rest sets.
+            rate = min(q.optimal_rate() * bs / (bs + 8.0), 0.5 * stability.limit)
         result = run_stochastic(
             q,
             space,
             chunks,
             n_rows=stats.n,
+            stability=stability,
             learning_rate=rate,
             batch_size=hp.batch_size,
             epochs=hp.epochs,
@@ -362,7 +366,7 @@ class RingPriceRegressor:
         self.converged_ = bool(result.converged)
         self.gradient_norm_ = float(result.gradient_norm)
         self.learning_rate_ = float(result.learning_rate)
-        self.max_stable_learning_rate_ = float(q.max_stable_rate())
+        self.max_stable_learning_rate_ = float(result.max_stable_rate)
         self.optimum_ = (float(best_silver), float(best_gold))
         self.optimum_gap_ = float(
             max(

@@ -142,7 +142,7 @@ def test_divergent_rate_in_scaled_space_names_limit_2() -> None:
 def test_runtime_divergence_detected_when_up_front_check_is_bypassed(monkeypatch) -> None:
     import models.descent as descent
 
-    monkeypatch.setattr(descent, "check_rate", lambda *args: None)
+    monkeypatch.setattr(descent.Stability, "check", lambda *args: None)
     with pytest.raises(DivergenceError, match="the cost rose at iteration 1") as caught:
         RingPriceRegressor(learning_rate=1.0, feature_scaling=False).fit(X3, Y3)
     assert caught.value.max_stable_learning_rate < 1.0

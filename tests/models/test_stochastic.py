@@ -67,8 +67,9 @@ def test_fit_chunks_bounded_passes_and_matches_one_chunk_fit(low_noise) -> None:
     streamed = RingPriceRegressor(method="minibatch", epochs=4, random_seed=3).fit_chunks(
         stats, chunks
     )
-    # Once per epoch, plus one pass for the mean absolute error.
-    assert len(calls) == 5
+    # Once per epoch, plus one pass for the largest carats (the stability limit) and one for
+    # the mean absolute error.
+    assert len(calls) == 6
     in_memory = RingPriceRegressor(method="minibatch", epochs=4, random_seed=3).fit(x, y)
     assert streamed.silver_price_ == in_memory.silver_price_
     assert streamed.gold_price_per_carat_ == in_memory.gold_price_per_carat_
@@ -125,16 +126,20 @@ def test_fit_stats_refuses_row_methods() -> None:
 
 def test_stochastic_rate_above_limit_refused(low_noise) -> None:
     x, y = low_noise
-    with pytest.raises(DivergenceError, match=r"stable rates are below 2 ") as caught:
+    with pytest.raises(DivergenceError, match=r"a batch of 32 holding the sale farthest") as caught:
         RingPriceRegressor(method="minibatch", learning_rate=2.5, random_seed=0).fit(x, y)
-    assert caught.value.max_stable_learning_rate == pytest.approx(2.0)
+    # Scaled carats have mean 0 and variance 1, so the whole cost's curvature is 1; a batch of
+    # 32 holding the farthest sale has about (1 + z^2) / 32 + 31 / 32.
+    z = (x - x.mean()) / x.std()
+    worst = (1.0 + np.max(z * z)) / 32 + 31 / 32
+    assert caught.value.max_stable_learning_rate == pytest.approx(2.0 / worst)
     assert caught.value.feature_space == "scaled"
 
 
 def test_stochastic_runtime_divergence_detected(low_noise, monkeypatch) -> None:
     import models.descent as descent
 
-    monkeypatch.setattr(descent, "check_rate", lambda *args: None)
+    monkeypatch.setattr(descent.Stability, "check", lambda *args: None)
     x, y = low_noise
     with pytest.raises(DivergenceError, match="in epoch 1"):
         RingPriceRegressor(method="sgd", learning_rate=50.0, epochs=3, random_seed=0).fit(
@@ -149,3 +154,21 @@ def test_stochastic_early_stop_on_exact_data() -> None:
     )
     assert reg.converged_ is True
     assert len(reg.cost_history_) < 50
+
+
+@pytest.mark.parametrize("method", ["sgd", "minibatch"])
+def test_one_sale_far_from_the_rest_neither_breaks_auto_nor_loops_the_advice(method) -> None:
+    """A step on the far sale alone is unstable at rates the whole cost allows: 'auto' stays
+    under that sale's limit, and a refused rate's advice is a rate that runs."""
+    rng = np.random.default_rng(5)
+    x = np.append(rng.uniform(0.5, 3.0, 300), 10_000.0)
+    y = np.append(100.0 + 300.0 * x[:-1] + rng.normal(0, 20, 300), 10.0)
+    fitted = RingPriceRegressor(method=method, epochs=5, random_seed=0).fit(x, y)
+    assert np.isfinite(fitted.silver_price_) and np.isfinite(fitted.gold_price_per_carat_)
+    assert fitted.learning_rate_ < fitted.max_stable_learning_rate_
+
+    with pytest.raises(DivergenceError, match="the sale farthest from the others") as caught:
+        RingPriceRegressor(method=method, learning_rate=0.5, epochs=5, random_seed=0).fit(x, y)
+    advised = float(str(caught.value).rsplit("use ", 1)[1].split(" or")[0])
+    again = RingPriceRegressor(method=method, learning_rate=advised, epochs=5, random_seed=0)
+    assert np.isfinite(again.fit(x, y).silver_price_)
