@@ -57,7 +57,7 @@ def test_a_store_sells_the_operator_trains_and_rolls_back(server: Server) -> Non
     server.terminate()
     # A stop that was asked for is a success: supervisors report anything else as a failure.
     assert server.wait(timeout=15) == 0
-    assert '"message": "Application shutdown complete."' in server.log()
+    assert '"message":"Application shutdown complete."' in server.log()
 
 
 def cli(*args: str, key: str | None = ADMIN_KEY) -> subprocess.CompletedProcess[str]:
