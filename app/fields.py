@@ -4,6 +4,7 @@ query strings and CSV files alike, so that the OpenAPI schema states exactly wha
 Amounts (money) leave the service as strings with two decimals; estimates as JSON numbers.
 """
 
+import math
 import re
 import sys
 import unicodedata
@@ -66,7 +67,8 @@ RFC3339 = re.compile(
     r"^(19|20)[0-9]{2}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?"
     r"([Zz]|[+-][0-9]{2}:[0-9]{2})$"
 )
-PRICE_TEXT = re.compile(r"^(?=.*[1-9])[0-9]{1,8}(\.[0-9]{1,2})?$")
+# Zeros after the cents are fine (12.340 is 12.34), in text as in JSON numbers.
+PRICE_TEXT = re.compile(r"^(?=.*[1-9])[0-9]{1,8}(\.[0-9]{1,2}0*)?$")
 TIMESTAMP_RULE = "an RFC 3339 date-time with an offset, in 1900-2099 UTC, e.g. 2026-11-20T14:30:00Z"
 PRICE_RULE = "a positive amount with at most two decimals, e.g. 250.10"
 # Where a number arrives as text (a CSV field), it is written as plain decimals: ASCII digits,
@@ -129,8 +131,28 @@ def id_from_text(text: str) -> int:
     raise ValueError(f"must be {ID_RULE}")
 
 
+# Python will not read an integer of more digits than this from text (a defence against
+# quadratic conversions); a JSON body holds no integer longer, whatever way it is written.
+MAX_DIGITS = sys.get_int_max_str_digits()
+NUMBER_TOO_LONG = f"number too long (more than {MAX_DIGITS} digits)"
+
+
+def decimals(number: Decimal) -> int:
+    """How many decimals a finite number has as written, zeros after the last other digit
+    aside; exact at any length, where normalize() would round to the context's 28 digits."""
+    _, digits, exponent = number.as_tuple()
+    assert isinstance(exponent, int), "a finite number"
+    trailing_zeros = len(digits) - len(bytes(digits).rstrip(b"\0"))
+    return max(0, -(exponent + trailing_zeros))
+
+
 def _json_integer(value: object) -> object:
-    """A JSON integer: 12 or 12.0 (JSON Schema counts both), but not "12" or true."""
+    """A JSON integer: 12 or 12.0 or 1.2e1 (JSON Schema counts them all), but not "12" or
+    true. JSON bodies bring numbers with a fraction or an exponent as Decimal."""
+    if isinstance(value, Decimal) and value.is_finite() and decimals(value) == 0:
+        if value.adjusted() >= MAX_DIGITS:
+            raise ValueError(NUMBER_TOO_LONG)
+        return int(value)
     if isinstance(value, float) and value.is_integer():
         return int(value)
     if isinstance(value, bool) or not isinstance(value, int):
@@ -142,7 +164,13 @@ JsonInt = BeforeValidator(_json_integer)
 
 
 def _price_input(value: object) -> object:
+    """A price judged as written: JSON bodies bring a number with a fraction or an exponent
+    as the Decimal of its literal, so 99999999.989999999 is not taken for 99999999.99."""
+    if isinstance(value, float) and math.isfinite(value):
+        value = Decimal(repr(value))  # the shortest literal that reads back as this float
     if isinstance(value, str) and not PRICE_TEXT.fullmatch(value):
+        raise ValueError(f"must be {PRICE_RULE}")
+    if isinstance(value, Decimal) and value.is_finite() and decimals(value) > 2:
         raise ValueError(f"must be {PRICE_RULE}")
     if isinstance(value, bool) or not isinstance(value, str | int | float | Decimal):
         raise ValueError("must be a number or a decimal string")
@@ -239,7 +267,7 @@ BodyCarats = Annotated[float, Field(ge=MIN_CARATS, le=MAX_CARATS, allow_inf_nan=
 Price = Annotated[
     Decimal,
     BeforeValidator(_price_input),
-    Field(gt=0, le=MAX_PRICE, decimal_places=2, allow_inf_nan=False),
+    Field(gt=0, le=MAX_PRICE, allow_inf_nan=False),
     AfterValidator(_quantized),
     WithJsonSchema(
         {
@@ -252,7 +280,9 @@ Price = Annotated[
                 },
                 {"type": "string", "pattern": PRICE_TEXT.pattern},
             ],
-            "description": 'Dollars, at most two decimals: 250.1 or "250.10".',
+            "description": 'Dollars, at most two decimals: 250.1 or "250.10". Zeros after '
+            'the cents are fine (12.340 and "12.340" are 12.34); a number is judged as '
+            "written, exactly, never rounded to a float first.",
         }
     ),
 ]

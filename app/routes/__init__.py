@@ -1,6 +1,8 @@
 """HTTP routes, one module per resource."""
 
+import json
 from collections.abc import Callable, Coroutine
+from decimal import Decimal
 from typing import Any
 
 from fastapi import Request, Response, params
@@ -24,9 +26,20 @@ def _has_body(request: Request) -> bool:
     return (length is not None and length.strip() != "0") or "transfer-encoding" in request.headers
 
 
+class JsonRequest(Request):
+    """A request whose JSON body brings numbers with a fraction or an exponent as Decimal:
+    a price is then judged as the client wrote it, not as the float it rounds to. (Fields
+    of floats take a Decimal as they take a float.)"""
+
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            self._json = json.loads(await self.body(), parse_float=Decimal)
+        return self._json
+
+
 class JsonRoute(APIRoute):
     """A route whose body, when it has one, must say it is JSON: anything else is a 415
-    rather than a puzzling 422 about the shape of a form."""
+    rather than a puzzling 422 about the shape of a form. Its body is read by JsonRequest."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
@@ -39,7 +52,7 @@ class JsonRoute(APIRoute):
                     "the body must be JSON: send it with Content-Type: application/json"
                 )
             try:
-                return await handler(request)
+                return await handler(JsonRequest(request.scope, request.receive))
             except HTTPException as exc:
                 # FastAPI answers a body json cannot read for other reasons than its syntax
                 # (bad UTF-8, a number of thousands of digits, nesting past the recursion

@@ -1,0 +1,103 @@
+"""The rules for values a client writes, judged on the text as written: prices exact to the
+cent, integers in query strings and paths in plain digits, bodies json cannot read, store
+names that are really printable."""
+
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.fields import PRICE_RULE
+from tests.helpers import ADMIN, THREE_SALES, add_sales, new_store
+
+JSON = {"Content-Type": "application/json"}
+
+
+def post_sale(client: TestClient, key: dict[str, str], raw: str) -> Any:
+    return client.post("/api/v1/sales", content=raw, headers={**key, **JSON})
+
+
+def detail(response: Any) -> dict[str, Any]:
+    assert response.status_code == 422, response.text
+    [error] = response.json()["detail"]
+    return error  # type: ignore[no-any-return]
+
+
+# Prices: the JSON literal, not the float it rounds to.
+
+
+@pytest.mark.parametrize(
+    "price",
+    [
+        "99999999.989999999",
+        "1.10000000000000000001",
+        "0.0100000000000000001",
+        "250.10000000000001",
+        "10.005",
+        "1e-400",
+        '"10.005"',
+        '"1.10000000000000000001"',
+    ],
+)
+def test_a_price_with_more_than_two_decimals_is_refused_as_written(
+    client: TestClient, price: str
+) -> None:
+    _, key = new_store(client)
+    error = detail(post_sale(client, key, f'{{"carats": 1, "price": {price}}}'))
+    assert error["loc"] == ["body", "price"]
+    assert error["msg"] == f"Value error, must be {PRICE_RULE}"
+    assert client.get("/api/v1/sales", headers=key).json()["items"] == []
+
+
+@pytest.mark.parametrize(
+    ("price", "stored"),
+    [
+        ("12.340", "12.34"),
+        ('"12.340"', "12.34"),
+        ('"7.5000"', "7.50"),
+        ("99999999.99", "99999999.99"),
+        ("99999999.990000", "99999999.99"),
+        ("2.5e2", "250.00"),
+        ("1.25E1", "12.50"),
+        ("0.01", "0.01"),
+        ("42", "42.00"),
+    ],
+)
+def test_trailing_zeros_after_the_cents_are_fine_in_numbers_and_strings(
+    client: TestClient, price: str, stored: str
+) -> None:
+    _, key = new_store(client)
+    response = post_sale(client, key, f'{{"carats": 1, "price": {price}}}')
+    assert response.status_code == 201, response.text
+    assert response.json()["price"] == stored
+
+
+@pytest.mark.parametrize("carats", ["true", '"1.5"', "NaN", "Infinity", "1e400", "null"])
+def test_carats_in_a_body_are_json_numbers_only(client: TestClient, carats: str) -> None:
+    _, key = new_store(client)
+    error = detail(post_sale(client, key, f'{{"carats": {carats}, "price": 10}}'))
+    assert error["loc"] == ["body", "carats"]
+    predict = client.post("/api/v1/predict", content=f'{{"carats": [{carats}]}}', headers=JSON)
+    assert detail(predict)["loc"] == ["body", "carats", 0]
+
+
+@pytest.mark.parametrize(("carats", "stored"), [("2", 2.0), ("1.5", 1.5), ("0.1", 0.1)])
+def test_carats_are_the_float_the_literal_names(
+    client: TestClient, carats: str, stored: float
+) -> None:
+    _, key = new_store(client)
+    response = post_sale(client, key, f'{{"carats": {carats}, "price": 10}}')
+    assert response.status_code == 201, response.text
+    assert response.json()["carats"] == stored
+
+
+def test_training_numbers_take_decimals_and_integers_as_before(client: TestClient) -> None:
+    _, key = new_store(client)
+    add_sales(client, key, THREE_SALES)
+    body = '{"learning_rate": 0.05, "tolerance": 1e-9, "max_iterations": 2.0e3}'
+    response = client.post("/api/v1/train", content=body, headers={**ADMIN, **JSON})
+    assert response.status_code == 201, response.text
+    assert response.json()["parameters"]["max_iterations"] == 2000
+    for bad in ('{"max_iterations": 1.5}', '{"learning_rate": true}', '{"tolerance": "1"}'):
+        refused = client.post("/api/v1/train", content=bad, headers={**ADMIN, **JSON})
+        assert refused.status_code == 422, bad
