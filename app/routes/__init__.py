@@ -2,7 +2,7 @@
 
 import json
 from collections.abc import Callable, Coroutine
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from fastapi import Request, Response, params
@@ -10,8 +10,7 @@ from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 
 from app.errors import InvalidInput, UnsupportedMediaType
-
-UNREADABLE_JSON = (UnicodeDecodeError, ValueError, RecursionError)
+from app.fields import NUMBER_TOO_LONG
 
 
 def _is_json(content_type: str) -> bool:
@@ -26,6 +25,24 @@ def _has_body(request: Request) -> bool:
     return (length is not None and length.strip() != "0") or "transfer-encoding" in request.headers
 
 
+def _unreadable(exc: Exception) -> str:
+    """What is wrong with a body json cannot read, and where, in a client's words."""
+    if isinstance(exc, json.JSONDecodeError):
+        if exc.msg.startswith("Invalid control character"):
+            what = "control character in a string"
+        else:  # "Expecting value", "Unterminated string starting at", "Extra data", ...
+            what = exc.msg.removesuffix(" at")
+            what = what[:1].lower() + what[1:]
+        return f"{what} at line {exc.lineno} column {exc.colno}"
+    if isinstance(exc, UnicodeDecodeError):
+        return f"not UTF-8 text: {exc.reason} at byte {exc.start}"
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    if isinstance(exc, InvalidOperation):  # Decimal takes exponents of up to 18 digits
+        return "number out of range (exponent too large)"
+    return NUMBER_TOO_LONG  # the one other ValueError: int() refusing thousands of digits
+
+
 class JsonRequest(Request):
     """A request whose JSON body brings numbers with a fraction or an exponent as Decimal:
     a price is then judged as the client wrote it, not as the float it rounds to. (Fields
@@ -33,7 +50,14 @@ class JsonRequest(Request):
 
     async def json(self) -> Any:
         if not hasattr(self, "_json"):
-            self._json = json.loads(await self.body(), parse_float=Decimal)
+            body = await self.body()
+            try:
+                self._json = json.loads(body, parse_float=Decimal)
+            except (ValueError, RecursionError, InvalidOperation) as exc:
+                # FastAPI passes this on as the cause of a 400, which JsonRoute unwraps.
+                raise InvalidInput.at(
+                    ["body"], f"not valid JSON: {_unreadable(exc)}", "json_invalid"
+                ) from None
         return self._json
 
 
@@ -54,13 +78,9 @@ class JsonRoute(APIRoute):
             try:
                 return await handler(JsonRequest(request.scope, request.receive))
             except HTTPException as exc:
-                # FastAPI answers a body json cannot read for other reasons than its syntax
-                # (bad UTF-8, a number of thousands of digits, nesting past the recursion
-                # limit) with a vague 400: it is a body that is not JSON like any other.
-                if exc.status_code == 400 and isinstance(exc.__cause__, UNREADABLE_JSON):
-                    raise InvalidInput.at(
-                        ["body"], f"not valid JSON: {exc.__cause__}"[:200], "json_invalid"
-                    ) from None
+                # FastAPI answers any error of json() but a JSONDecodeError with a vague 400.
+                if exc.status_code == 400 and isinstance(exc.__cause__, InvalidInput):
+                    raise exc.__cause__ from None
                 raise
 
         return json_only

@@ -101,3 +101,39 @@ def test_training_numbers_take_decimals_and_integers_as_before(client: TestClien
     for bad in ('{"max_iterations": 1.5}', '{"learning_rate": true}', '{"tolerance": "1"}'):
         refused = client.post("/api/v1/train", content=bad, headers={**ADMIN, **JSON})
         assert refused.status_code == 422, bad
+
+
+# Bodies json cannot read: the message says what is wrong, and where.
+
+
+def test_a_number_of_thousands_of_digits_is_too_long(client: TestClient) -> None:
+    _, key = new_store(client)
+    for number in ("9" * 5000, "1e999999999"):
+        error = detail(post_sale(client, key, f'{{"carats": 1, "price": 1, "store_id": {number}}}'))
+        assert error["msg"].endswith("number too long (more than 4300 digits)")
+    error = detail(post_sale(client, key, '{"carats": 1, "price": 1, "store_id": 1e30}'))
+    assert error["msg"] == "Input should be less than or equal to 9007199254740991"
+    error = detail(post_sale(client, key, '{"carats": 1, "price": ' + "9" * 5000 + "}"))
+    assert error["type"] == "json_invalid"
+    assert error["msg"] == "not valid JSON: number too long (more than 4300 digits)"
+    error = detail(post_sale(client, key, '{"carats": 1, "price": 1e9999999999999999999}'))
+    assert error["msg"] == "not valid JSON: number out of range (exponent too large)"
+
+
+@pytest.mark.parametrize("control", ["\x00", "\x1f", "\n"])
+def test_a_control_character_in_a_string_is_named_with_its_place(
+    client: TestClient, control: str
+) -> None:
+    _, key = new_store(client)
+    error = detail(post_sale(client, key, f'{{"carats": 1,\n "price": "1{control}"}}'))
+    assert error["type"] == "json_invalid"
+    assert error["loc"] == ["body"]
+    assert error["msg"] == "not valid JSON: control character in a string at line 2 column 13"
+
+
+def test_other_syntax_errors_say_what_and_where(client: TestClient) -> None:
+    _, key = new_store(client)
+    error = detail(post_sale(client, key, '{"carats": 1, "price": }'))
+    assert error["msg"] == "not valid JSON: expecting value at line 1 column 24"
+    error = detail(post_sale(client, key, '{"carats": 1} x'))
+    assert error["msg"] == "not valid JSON: extra data at line 1 column 15"
