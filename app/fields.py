@@ -4,6 +4,7 @@ query strings and CSV files alike, so that the OpenAPI schema states exactly wha
 Amounts (money) leave the service as strings with two decimals; estimates as JSON numbers.
 """
 
+import calendar
 import math
 import re
 import sys
@@ -80,9 +81,9 @@ ID_RULE = f"a positive integer up to {MAX_ID}"
 
 
 def _rfc3339(value: object) -> object:
-    if isinstance(value, str) and not RFC3339.fullmatch(value):
-        raise ValueError(f"must be {TIMESTAMP_RULE}")
-    if not isinstance(value, str | datetime):
+    if isinstance(value, str):
+        return timestamp_from_text(value)
+    if not isinstance(value, datetime):
         raise ValueError("must be an RFC 3339 date-time string")
     return value
 
@@ -114,15 +115,33 @@ def price_from_text(text: str) -> Decimal:
     return Decimal(text)
 
 
+def _out_of_range(text: str) -> str | None:
+    """Which part of a date-time RFC3339 matched is out of range, if one is: the pattern
+    fixes where each part is."""
+    year, month, day = int(text[0:4]), int(text[5:7]), int(text[8:10])
+    if not 1 <= month <= 12:
+        return "the month must be 01-12"
+    days = calendar.monthrange(year, month)[1]
+    if not 1 <= day <= days:
+        return f"the day must be 01-{days} in that month"
+    for name, at, most in (("hour", 11, 23), ("minute", 14, 59), ("second", 17, 59)):
+        if int(text[at : at + 2]) > most:
+            return f"the {name} must be 00-{most}"
+    if text[-1] not in "Zz":
+        if int(text[-5:-3]) > 23:
+            return "the offset's hours must be 00-23"
+        if int(text[-2:]) > 59:
+            return "the offset's minutes must be 00-59"
+    return None
+
+
 def timestamp_from_text(text: str) -> datetime:
     if not RFC3339.fullmatch(text):
         raise ValueError(f"must be {TIMESTAMP_RULE}")
-    try:
-        # fromisoformat wants the separator and the zone letter in upper case; RFC 3339 doesn't.
-        moment = datetime.fromisoformat(text.upper())
-    except ValueError:  # a day, an hour or an offset out of range
-        raise ValueError(f"must be {TIMESTAMP_RULE}") from None
-    return in_sale_years(moment)
+    if fault := _out_of_range(text):
+        raise ValueError(f"not a valid date-time: {fault}")
+    # fromisoformat wants the separator and the zone letter in upper case; RFC 3339 doesn't.
+    return in_sale_years(datetime.fromisoformat(text.upper()))
 
 
 def id_from_text(text: str) -> int:

@@ -137,3 +137,36 @@ def test_other_syntax_errors_say_what_and_where(client: TestClient) -> None:
     assert error["msg"] == "not valid JSON: expecting value at line 1 column 24"
     error = detail(post_sale(client, key, '{"carats": 1} x'))
     assert error["msg"] == "not valid JSON: extra data at line 1 column 15"
+
+
+@pytest.mark.parametrize(
+    ("sold_at", "reason"),
+    [
+        ("2026-01-01T24:00:00Z", "the hour must be 00-23"),
+        ("2026-01-01T23:60:00Z", "the minute must be 00-59"),
+        ("2026-01-01T23:59:60Z", "the second must be 00-59"),
+        ("2026-13-01T00:00:00Z", "the month must be 01-12"),
+        ("2026-02-29T00:00:00Z", "the day must be 01-28 in that month"),
+        ("2026-04-00T00:00:00Z", "the day must be 01-30 in that month"),
+        ("2026-01-01T00:00:00+24:00", "the offset's hours must be 00-23"),
+        ("2026-01-01T00:00:00-01:60", "the offset's minutes must be 00-59"),
+    ],
+)
+def test_a_time_out_of_range_says_which_part(client: TestClient, sold_at: str, reason: str) -> None:
+    _, key = new_store(client)
+    raw = f'{{"carats": 1, "price": 1, "sold_at": "{sold_at}"}}'
+    error = detail(post_sale(client, key, raw))
+    assert error["loc"] == ["body", "sold_at"]
+    assert error["msg"].endswith(f": {reason}")
+    query = client.get("/api/v1/sales", params={"sold_since": sold_at}, headers=key)
+    assert detail(query)["msg"].endswith(f": {reason}")
+    upload = f"carats,price,sold_at\n1,1,{sold_at}\n".encode()
+    imported = client.post("/api/v1/sales/import", files={"file": ("s.csv", upload)}, headers=key)
+    assert detail(imported)["msg"].endswith(f": {reason}")
+
+
+def test_a_leap_day_is_a_day(client: TestClient) -> None:
+    _, key = new_store(client)
+    raw = '{"carats": 1, "price": 1, "sold_at": "2028-02-29T23:59:59Z"}'
+    response = post_sale(client, key, raw)
+    assert response.status_code == 201, response.text
