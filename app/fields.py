@@ -265,6 +265,17 @@ Money = Annotated[
 NUMBER_TEXT = re.compile(r"^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?$")
 
 
+# An integer in a query string or a path, written as JSON writes integers: int() and pydantic
+# would also take "1_0" (ten), " 1 ", "+1", "1.0" and "0001".
+INTEGER_TEXT = re.compile(r"^-?(0|[1-9][0-9]*)$")
+
+
+def _integer_text(value: object) -> object:
+    if isinstance(value, str) and not INTEGER_TEXT.fullmatch(value):
+        raise ValueError("must be a whole number, written as 12")
+    return value
+
+
 def _number_text(value: object) -> object:
     if isinstance(value, str) and not NUMBER_TEXT.fullmatch(value):
         raise ValueError("must be a number, written as 15 or 2.5")
@@ -318,7 +329,8 @@ Timestamp = Annotated[
         }
     ),
 ]
-RowId = Annotated[int, Field(ge=1, le=MAX_ID)]
+# An integer in a query string or a path: plain ASCII digits, as JSON writes integers.
+RowId = Annotated[int, BeforeValidator(_integer_text), Field(ge=1, le=MAX_ID)]
 BodyId = Annotated[int, Field(ge=1, le=MAX_ID), JsonInt]
 Flag = Annotated[bool, Field(strict=True)]
 PositiveRate = Annotated[StrictFloat, Field(gt=0, le=1e6, allow_inf_nan=False)]

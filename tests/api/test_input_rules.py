@@ -170,3 +170,46 @@ def test_a_leap_day_is_a_day(client: TestClient) -> None:
     raw = '{"carats": 1, "price": 1, "sold_at": "2028-02-29T23:59:59Z"}'
     response = post_sale(client, key, raw)
     assert response.status_code == 201, response.text
+
+
+# Integers in query strings and paths: plain ASCII digits.
+
+WHOLE = "must be a whole number, written as 12"
+
+
+@pytest.mark.parametrize("text", ["1_0", " 1 ", "+1", "1.0", "0001", "1e1", "\u0661"])
+def test_an_integer_query_or_path_parameter_is_plain_digits(client: TestClient, text: str) -> None:
+    store_id, _ = new_store(client)
+    assert store_id == 1
+    for path, loc in [
+        ("/api/v1/sales", ["query", "store_id"]),
+        ("/api/v1/prices/history", ["query", "store_id"]),
+    ]:
+        error = detail(client.get(path, params={"store_id": text}, headers=ADMIN))
+        assert error["loc"] == loc
+        assert error["msg"] == f"Value error, {WHOLE}"
+    rotate = client.post(f"/api/v1/stores/{text}/key", headers=ADMIN)
+    assert detail(rotate)["loc"] == ["path", "store_id"]
+    assert client.get("/api/v1/sales", params={"store_id": "1"}, headers=ADMIN).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/api/v1/models/{}"),
+        ("GET", "/api/v1/models/{}/cost-history"),
+        ("POST", "/api/v1/models/{}/activate"),
+        ("DELETE", "/api/v1/models/{}"),
+    ],
+)
+@pytest.mark.parametrize("version", ["-1", "0", "1_0", "0001", "x"])
+def test_a_model_version_that_cannot_be_one_is_422_naming_it(
+    client: TestClient, method: str, path: str, version: str
+) -> None:
+    response = client.request(method, path.format(version), headers=ADMIN)
+    assert detail(response)["loc"] == ["path", "version"]
+
+
+def test_a_model_version_that_could_be_one_but_is_not_is_404(client: TestClient) -> None:
+    response = client.get("/api/v1/models/7/cost-history")
+    assert response.status_code == 404
