@@ -329,8 +329,10 @@ Timestamp = Annotated[
         }
     ),
 ]
-# An integer in a query string or a path: plain ASCII digits, as JSON writes integers.
-RowId = Annotated[int, BeforeValidator(_integer_text), Field(ge=1, le=MAX_ID)]
+# An integer in a query string or a path: plain ASCII digits, as JSON writes integers. It goes
+# after the bounds (Field, Query), which then stay in the OpenAPI schema as minimum and maximum.
+IntegerText = BeforeValidator(_integer_text)
+RowId = Annotated[int, Field(ge=1, le=MAX_ID), IntegerText]
 BodyId = Annotated[int, Field(ge=1, le=MAX_ID), JsonInt]
 Flag = Annotated[bool, Field(strict=True)]
 PositiveRate = Annotated[StrictFloat, Field(gt=0, le=1e6, allow_inf_nan=False)]

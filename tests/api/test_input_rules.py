@@ -103,6 +103,29 @@ def test_training_numbers_take_decimals_and_integers_as_before(client: TestClien
         assert refused.status_code == 422, bad
 
 
+def test_the_schema_states_the_bounds_of_every_parameter_in_json_schema_words(
+    client: TestClient,
+) -> None:
+    """A validator in front of a type's bounds must not turn minimum into pydantic's "ge"."""
+
+    def keys(node: object) -> set[str]:
+        if isinstance(node, dict):
+            return set(node) | {k for value in node.values() for k in keys(value)}
+        if isinstance(node, list):
+            return {k for value in node for k in keys(value)}
+        return set()
+
+    parameters = [
+        parameter
+        for operations in client.get("/openapi.json").json()["paths"].values()
+        for operation in operations.values()
+        for parameter in operation.get("parameters", [])
+    ]
+    assert not keys(parameters) & {"ge", "gt", "le", "lt"}
+    version = client.get("/openapi.json").json()["paths"]["/api/v1/models/{version}"]["get"]
+    assert version["parameters"][0]["schema"]["minimum"] == 1
+
+
 # Bodies json cannot read: the message says what is wrong, and where.
 
 
