@@ -201,12 +201,12 @@ def _quantized(price: Decimal) -> Decimal:
     return price.quantize(CENT)
 
 
-def _unicode_class(categories: set[str]) -> str:
-    """A regex character class of every code point in the given Unicode categories, so that
-    the OpenAPI pattern can state the rule that unicodedata enforces."""
+def _unicode_class(categories: set[str], but: str = "") -> str:
+    """A regex character class of every code point in the given Unicode categories (but
+    those given), so that the OpenAPI pattern can state the rule that unicodedata enforces."""
     ranges: list[tuple[int, int]] = []
     for code in range(sys.maxunicode + 1):
-        if unicodedata.category(chr(code)) in categories:
+        if unicodedata.category(chr(code)) in categories and chr(code) not in but:
             if ranges and ranges[-1][1] == code - 1:
                 ranges[-1] = (ranges[-1][0], code)
             else:
@@ -218,21 +218,43 @@ def _unicode_class(categories: set[str]) -> str:
     return "".join(char(a) if a == b else f"{char(a)}-{char(b)}" for a, b in ranges)
 
 
-# Control (Cc) and format (Cf: zero-width and bidirectional marks) characters.
-# Control (Cc), format (Cf) and the line and paragraph separators (Zl, Zp) that break lines.
-_FORBIDDEN = _unicode_class({"Cc", "Cf", "Zl", "Zp"})
-# Printable, no control or format characters, no leading or trailing space.
-NAME_PATTERN = rf"^[^\s{_FORBIDDEN}]([^{_FORBIDDEN}]*[^\s{_FORBIDDEN}])?$"
+# What a store name may not hold, by Unicode category. Lone surrogates (Cs) can arrive as JSON
+# escapes but cannot be stored as UTF-8; the pattern leaves them out because a JavaScript
+# pattern without the u flag would refuse the halves of every pair with them.
+_NOT_IN_A_NAME = {
+    "Cc": "a control or format character",
+    "Cf": "a control or format character",
+    "Zl": "a line or paragraph separator",
+    "Zp": "a line or paragraph separator",
+    "Co": "a private-use character",
+    "Cn": "unassigned or a noncharacter",
+    "Cs": "a lone surrogate",
+}
+# Every space but U+0020 is refused too: "Aurum &\u00a0Co" would pass for "Aurum & Co".
+_FORBIDDEN = _unicode_class(set(_NOT_IN_A_NAME) - {"Cs"} | {"Zs"}, but=" ")
+_MARKS = _unicode_class({"Mn", "Mc", "Me"})
+# Printable, one kind of space and not at either end, no combining mark first.
+NAME_PATTERN = rf"^(?![ {_MARKS}])(?!.* $)[^{_FORBIDDEN}]+$"
 _NAME = re.compile(NAME_PATTERN)
+
+
+def _name_fault(name: str) -> str:
+    """Why a name is refused: its first character at fault."""
+    for char in name:
+        category, code = unicodedata.category(char), f"U+{ord(char):04X}"
+        if category == "Zs" and char != " ":
+            return f"must use the space U+0020, not {code}"
+        if category in _NOT_IN_A_NAME:
+            return f"must not hold {code}: {_NOT_IN_A_NAME[category]}"
+    if unicodedata.category(name[0]).startswith("M"):
+        return f"must not start with a combining mark (U+{ord(name[0]):04X})"
+    return "must not start or end with a space"
 
 
 def _store_name(name: str) -> str:
     name = unicodedata.normalize("NFC", name)
-    # Lone surrogates (Cs) can arrive as JSON escapes but cannot be stored as UTF-8.
     if not _NAME.fullmatch(name) or any(unicodedata.category(c) == "Cs" for c in name):
-        raise ValueError(
-            "must be printable: no control or format characters, no leading or trailing space"
-        )
+        raise ValueError(_name_fault(name))
     # NFC can make a name longer (U+0344 is two characters in NFC): the stored form counts.
     if len(name) > NAME_MAX_LENGTH:
         raise ValueError(f"must be at most {NAME_MAX_LENGTH} characters in NFC form")

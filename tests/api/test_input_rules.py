@@ -236,3 +236,38 @@ def test_a_model_version_that_cannot_be_one_is_422_naming_it(
 def test_a_model_version_that_could_be_one_but_is_not_is_404(client: TestClient) -> None:
     response = client.get("/api/v1/models/7/cost-history")
     assert response.status_code == 404
+
+
+# Store names: printable, one kind of space.
+
+
+@pytest.mark.parametrize(
+    ("name", "msg"),
+    [
+        ("Aurum &\u00a0Co", "must use the space U+0020, not U+00A0"),
+        ("Aurum\u2003Co", "must use the space U+0020, not U+2003"),
+        ("Aurum\u3000Co", "must use the space U+0020, not U+3000"),
+        ("Aurum\ufffe", "must not hold U+FFFE: unassigned or a noncharacter"),
+        ("Aurum\U000e0080", "must not hold U+E0080: unassigned or a noncharacter"),
+        ("Aurum\ue000", "must not hold U+E000: a private-use character"),
+        ("\u0301Aurum", "must not start with a combining mark (U+0301)"),
+        ("\u20ddAurum", "must not start with a combining mark (U+20DD)"),
+        ("Aurum\u200b", "must not hold U+200B: a control or format character"),
+        ("Aurum\u2028Co", "must not hold U+2028: a line or paragraph separator"),
+        (" Aurum", "must not start or end with a space"),
+        ("Aurum ", "must not start or end with a space"),
+    ],
+)
+def test_store_names_are_really_printable(client: TestClient, name: str, msg: str) -> None:
+    response = client.post("/api/v1/stores", json={"name": name}, headers=ADMIN)
+    error = detail(response)
+    assert error["loc"] == ["body", "name"]
+    assert error["msg"] == f"Value error, {msg}"
+
+
+@pytest.mark.parametrize(
+    "name", ["Aurum & Co", "Cafe\u0301 Lune", "\u00c5ngstr\u00f6m", "\u91d1 \u5e97"]
+)
+def test_printable_names_with_marks_after_a_letter_are_fine(client: TestClient, name: str) -> None:
+    response = client.post("/api/v1/stores", json={"name": name}, headers=ADMIN)
+    assert response.status_code == 201, response.text
