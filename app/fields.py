@@ -156,7 +156,7 @@ MAX_DIGITS = sys.get_int_max_str_digits()
 NUMBER_TOO_LONG = f"number too long (more than {MAX_DIGITS} digits)"
 
 
-def decimals(number: Decimal) -> int:
+def _decimals(number: Decimal) -> int:
     """How many decimals a finite number has as written, zeros after the last other digit
     aside; exact at any length, where normalize() would round to the context's 28 digits."""
     _, digits, exponent = number.as_tuple()
@@ -168,7 +168,7 @@ def decimals(number: Decimal) -> int:
 def _json_integer(value: object) -> object:
     """A JSON integer: 12 or 12.0 or 1.2e1 (JSON Schema counts them all), but not "12" or
     true. JSON bodies bring numbers with a fraction or an exponent as Decimal."""
-    if isinstance(value, Decimal) and value.is_finite() and decimals(value) == 0:
+    if isinstance(value, Decimal) and value.is_finite() and _decimals(value) == 0:
         if value.adjusted() >= MAX_DIGITS:
             raise ValueError(NUMBER_TOO_LONG)
         return int(value)
@@ -189,7 +189,7 @@ def _price_input(value: object) -> object:
         value = Decimal(repr(value))  # the shortest literal that reads back as this float
     if isinstance(value, str) and not PRICE_TEXT.fullmatch(value):
         raise ValueError(f"must be {PRICE_RULE}")
-    if isinstance(value, Decimal) and value.is_finite() and decimals(value) > 2:
+    if isinstance(value, Decimal) and value.is_finite() and _decimals(value) > 2:
         raise ValueError(f"must be {PRICE_RULE}")
     if isinstance(value, bool) or not isinstance(value, str | int | float | Decimal):
         raise ValueError("must be a number or a decimal string")
