@@ -46,6 +46,9 @@ def test_a_price_with_more_than_two_decimals_is_refused_as_written(
     error = detail(post_sale(client, key, f'{{"carats": 1, "price": {price}}}'))
     assert error["loc"] == ["body", "price"]
     assert error["msg"] == f"Value error, must be {PRICE_RULE}"
+    batch = f'{{"records": [{{"carats": 1, "price": 1}}, {{"carats": 1, "price": {price}}}]}}'
+    response = client.post("/api/v1/sales/batch", content=batch, headers={**key, **JSON})
+    assert detail(response)["loc"] == ["body", "records", 1, "price"]
     assert client.get("/api/v1/sales", headers=key).json()["items"] == []
 
 
