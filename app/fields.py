@@ -4,6 +4,8 @@ query strings and CSV files alike, so that the OpenAPI schema states exactly wha
 Amounts (money) leave the service as strings with two decimals; estimates as JSON numbers.
 """
 
+import calendar
+import math
 import re
 import sys
 import unicodedata
@@ -66,7 +68,8 @@ RFC3339 = re.compile(
     r"^(19|20)[0-9]{2}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?"
     r"([Zz]|[+-][0-9]{2}:[0-9]{2})$"
 )
-PRICE_TEXT = re.compile(r"^(?=.*[1-9])[0-9]{1,8}(\.[0-9]{1,2})?$")
+# Zeros after the cents are fine (12.340 is 12.34), in text as in JSON numbers.
+PRICE_TEXT = re.compile(r"^(?=.*[1-9])[0-9]{1,8}(\.[0-9]{1,2}0*)?$")
 TIMESTAMP_RULE = "an RFC 3339 date-time with an offset, in 1900-2099 UTC, e.g. 2026-11-20T14:30:00Z"
 PRICE_RULE = "a positive amount with at most two decimals, e.g. 250.10"
 # Where a number arrives as text (a CSV field), it is written as plain decimals: ASCII digits,
@@ -78,9 +81,9 @@ ID_RULE = f"a positive integer up to {MAX_ID}"
 
 
 def _rfc3339(value: object) -> object:
-    if isinstance(value, str) and not RFC3339.fullmatch(value):
-        raise ValueError(f"must be {TIMESTAMP_RULE}")
-    if not isinstance(value, str | datetime):
+    if isinstance(value, str):
+        return timestamp_from_text(value)
+    if not isinstance(value, datetime):
         raise ValueError("must be an RFC 3339 date-time string")
     return value
 
@@ -112,15 +115,33 @@ def price_from_text(text: str) -> Decimal:
     return Decimal(text)
 
 
+def _out_of_range(text: str) -> str | None:
+    """Which part of a date-time RFC3339 matched is out of range, if one is: the pattern
+    fixes where each part is."""
+    year, month, day = int(text[0:4]), int(text[5:7]), int(text[8:10])
+    if not 1 <= month <= 12:
+        return "the month must be 01-12"
+    days = calendar.monthrange(year, month)[1]
+    if not 1 <= day <= days:
+        return f"the day must be 01-{days} in that month"
+    for name, at, most in (("hour", 11, 23), ("minute", 14, 59), ("second", 17, 59)):
+        if int(text[at : at + 2]) > most:
+            return f"the {name} must be 00-{most}"
+    if text[-1] not in "Zz":
+        if int(text[-5:-3]) > 23:
+            return "the offset's hours must be 00-23"
+        if int(text[-2:]) > 59:
+            return "the offset's minutes must be 00-59"
+    return None
+
+
 def timestamp_from_text(text: str) -> datetime:
     if not RFC3339.fullmatch(text):
         raise ValueError(f"must be {TIMESTAMP_RULE}")
-    try:
-        # fromisoformat wants the separator and the zone letter in upper case; RFC 3339 doesn't.
-        moment = datetime.fromisoformat(text.upper())
-    except ValueError:  # a day, an hour or an offset out of range
-        raise ValueError(f"must be {TIMESTAMP_RULE}") from None
-    return in_sale_years(moment)
+    if fault := _out_of_range(text):
+        raise ValueError(f"not a valid date-time: {fault}")
+    # fromisoformat wants the separator and the zone letter in upper case; RFC 3339 doesn't.
+    return in_sale_years(datetime.fromisoformat(text.upper()))
 
 
 def id_from_text(text: str) -> int:
@@ -129,8 +150,28 @@ def id_from_text(text: str) -> int:
     raise ValueError(f"must be {ID_RULE}")
 
 
+# Python will not read an integer of more digits than this from text (a defence against
+# quadratic conversions); a JSON body holds no integer longer, whatever way it is written.
+MAX_DIGITS = sys.get_int_max_str_digits()
+NUMBER_TOO_LONG = f"number too long (more than {MAX_DIGITS} digits)"
+
+
+def _decimals(number: Decimal) -> int:
+    """How many decimals a finite number has as written, zeros after the last other digit
+    aside; exact at any length, where normalize() would round to the context's 28 digits."""
+    _, digits, exponent = number.as_tuple()
+    assert isinstance(exponent, int), "a finite number"
+    trailing_zeros = len(digits) - len(bytes(digits).rstrip(b"\0"))
+    return max(0, -(exponent + trailing_zeros))
+
+
 def _json_integer(value: object) -> object:
-    """A JSON integer: 12 or 12.0 (JSON Schema counts both), but not "12" or true."""
+    """A JSON integer: 12 or 12.0 or 1.2e1 (JSON Schema counts them all), but not "12" or
+    true. JSON bodies bring numbers with a fraction or an exponent as Decimal."""
+    if isinstance(value, Decimal) and value.is_finite() and _decimals(value) == 0:
+        if value.adjusted() >= MAX_DIGITS:
+            raise ValueError(NUMBER_TOO_LONG)
+        return int(value)
     if isinstance(value, float) and value.is_integer():
         return int(value)
     if isinstance(value, bool) or not isinstance(value, int):
@@ -142,7 +183,13 @@ JsonInt = BeforeValidator(_json_integer)
 
 
 def _price_input(value: object) -> object:
+    """A price judged as written: JSON bodies bring a number with a fraction or an exponent
+    as the Decimal of its literal, so 99999999.989999999 is not taken for 99999999.99."""
+    if isinstance(value, float) and math.isfinite(value):
+        value = Decimal(repr(value))  # the shortest literal that reads back as this float
     if isinstance(value, str) and not PRICE_TEXT.fullmatch(value):
+        raise ValueError(f"must be {PRICE_RULE}")
+    if isinstance(value, Decimal) and value.is_finite() and _decimals(value) > 2:
         raise ValueError(f"must be {PRICE_RULE}")
     if isinstance(value, bool) or not isinstance(value, str | int | float | Decimal):
         raise ValueError("must be a number or a decimal string")
@@ -154,12 +201,12 @@ def _quantized(price: Decimal) -> Decimal:
     return price.quantize(CENT)
 
 
-def _unicode_class(categories: set[str]) -> str:
-    """A regex character class of every code point in the given Unicode categories, so that
-    the OpenAPI pattern can state the rule that unicodedata enforces."""
+def _unicode_class(categories: set[str], but: str = "") -> str:
+    """A regex character class of every code point in the given Unicode categories (but
+    those given), so that the OpenAPI pattern can state the rule that unicodedata enforces."""
     ranges: list[tuple[int, int]] = []
     for code in range(sys.maxunicode + 1):
-        if unicodedata.category(chr(code)) in categories:
+        if unicodedata.category(chr(code)) in categories and chr(code) not in but:
             if ranges and ranges[-1][1] == code - 1:
                 ranges[-1] = (ranges[-1][0], code)
             else:
@@ -171,21 +218,43 @@ def _unicode_class(categories: set[str]) -> str:
     return "".join(char(a) if a == b else f"{char(a)}-{char(b)}" for a, b in ranges)
 
 
-# Control (Cc) and format (Cf: zero-width and bidirectional marks) characters.
-# Control (Cc), format (Cf) and the line and paragraph separators (Zl, Zp) that break lines.
-_FORBIDDEN = _unicode_class({"Cc", "Cf", "Zl", "Zp"})
-# Printable, no control or format characters, no leading or trailing space.
-NAME_PATTERN = rf"^[^\s{_FORBIDDEN}]([^{_FORBIDDEN}]*[^\s{_FORBIDDEN}])?$"
+# What a store name may not hold, by Unicode category. Lone surrogates (Cs) can arrive as JSON
+# escapes but cannot be stored as UTF-8; the pattern leaves them out because a JavaScript
+# pattern without the u flag would refuse the halves of every pair with them.
+_NOT_IN_A_NAME = {
+    "Cc": "a control or format character",
+    "Cf": "a control or format character",
+    "Zl": "a line or paragraph separator",
+    "Zp": "a line or paragraph separator",
+    "Co": "a private-use character",
+    "Cn": "unassigned or a noncharacter",
+    "Cs": "a lone surrogate",
+}
+# Every space but U+0020 is refused too: "Aurum &\u00a0Co" would pass for "Aurum & Co".
+_FORBIDDEN = _unicode_class(set(_NOT_IN_A_NAME) - {"Cs"} | {"Zs"}, but=" ")
+_MARKS = _unicode_class({"Mn", "Mc", "Me"})
+# Printable, one kind of space and not at either end, no combining mark first.
+NAME_PATTERN = rf"^(?![ {_MARKS}])(?!.* $)[^{_FORBIDDEN}]+$"
 _NAME = re.compile(NAME_PATTERN)
+
+
+def _name_fault(name: str) -> str:
+    """Why a name is refused: its first character at fault."""
+    for char in name:
+        category, code = unicodedata.category(char), f"U+{ord(char):04X}"
+        if category == "Zs" and char != " ":
+            return f"must use the space U+0020, not {code}"
+        if category in _NOT_IN_A_NAME:
+            return f"must not hold {code}: {_NOT_IN_A_NAME[category]}"
+    if unicodedata.category(name[0]).startswith("M"):
+        return f"must not start with a combining mark (U+{ord(name[0]):04X})"
+    return "must not start or end with a space"
 
 
 def _store_name(name: str) -> str:
     name = unicodedata.normalize("NFC", name)
-    # Lone surrogates (Cs) can arrive as JSON escapes but cannot be stored as UTF-8.
     if not _NAME.fullmatch(name) or any(unicodedata.category(c) == "Cs" for c in name):
-        raise ValueError(
-            "must be printable: no control or format characters, no leading or trailing space"
-        )
+        raise ValueError(_name_fault(name))
     # NFC can make a name longer (U+0344 is two characters in NFC): the stored form counts.
     if len(name) > NAME_MAX_LENGTH:
         raise ValueError(f"must be at most {NAME_MAX_LENGTH} characters in NFC form")
@@ -218,6 +287,17 @@ Money = Annotated[
 NUMBER_TEXT = re.compile(r"^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?$")
 
 
+# An integer in a query string or a path, written as JSON writes integers: int() and pydantic
+# would also take "1_0" (ten), " 1 ", "+1", "1.0" and "0001".
+INTEGER_TEXT = re.compile(r"^-?(0|[1-9][0-9]*)$")
+
+
+def _integer_text(value: object) -> object:
+    if isinstance(value, str) and not INTEGER_TEXT.fullmatch(value):
+        raise ValueError("must be a whole number, written as 12")
+    return value
+
+
 def _number_text(value: object) -> object:
     if isinstance(value, str) and not NUMBER_TEXT.fullmatch(value):
         raise ValueError("must be a number, written as 15 or 2.5")
@@ -239,7 +319,7 @@ BodyCarats = Annotated[float, Field(ge=MIN_CARATS, le=MAX_CARATS, allow_inf_nan=
 Price = Annotated[
     Decimal,
     BeforeValidator(_price_input),
-    Field(gt=0, le=MAX_PRICE, decimal_places=2, allow_inf_nan=False),
+    Field(gt=0, le=MAX_PRICE, allow_inf_nan=False),
     AfterValidator(_quantized),
     WithJsonSchema(
         {
@@ -252,7 +332,9 @@ Price = Annotated[
                 },
                 {"type": "string", "pattern": PRICE_TEXT.pattern},
             ],
-            "description": 'Dollars, at most two decimals: 250.1 or "250.10".',
+            "description": 'Dollars, at most two decimals: 250.1 or "250.10". Zeros after '
+            'the cents are fine (12.340 and "12.340" are 12.34); a number is judged as '
+            "written, exactly, never rounded to a float first.",
         }
     ),
 ]
@@ -269,7 +351,10 @@ Timestamp = Annotated[
         }
     ),
 ]
-RowId = Annotated[int, Field(ge=1, le=MAX_ID)]
+# An integer in a query string or a path: plain ASCII digits, as JSON writes integers. It goes
+# after the bounds (Field, Query), which then stay in the OpenAPI schema as minimum and maximum.
+IntegerText = BeforeValidator(_integer_text)
+RowId = Annotated[int, Field(ge=1, le=MAX_ID), IntegerText]
 BodyId = Annotated[int, Field(ge=1, le=MAX_ID), JsonInt]
 Flag = Annotated[bool, Field(strict=True)]
 PositiveRate = Annotated[StrictFloat, Field(gt=0, le=1e6, allow_inf_nan=False)]

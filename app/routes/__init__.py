@@ -1,15 +1,17 @@
 """HTTP routes, one module per resource."""
 
+import json
 from collections.abc import Callable, Coroutine
-from typing import Any
+from decimal import Decimal, InvalidOperation
+from typing import Any, get_args
 
 from fastapi import Request, Response, params
 from fastapi.routing import APIRoute
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
 from app.errors import InvalidInput, UnsupportedMediaType
-
-UNREADABLE_JSON = (UnicodeDecodeError, ValueError, RecursionError)
+from app.fields import NUMBER_TOO_LONG
 
 
 def _is_json(content_type: str) -> bool:
@@ -24,14 +26,75 @@ def _has_body(request: Request) -> bool:
     return (length is not None and length.strip() != "0") or "transfer-encoding" in request.headers
 
 
+def _unreadable(exc: Exception) -> str:
+    """What is wrong with a body json cannot read, and where, in a client's words."""
+    if isinstance(exc, json.JSONDecodeError):
+        if exc.msg.startswith("Invalid control character"):
+            what = "control character in a string"
+        else:  # "Expecting value", "Unterminated string starting at", "Extra data", ...
+            what = exc.msg.removesuffix(" at")
+            what = what[:1].lower() + what[1:]
+        return f"{what} at line {exc.lineno} column {exc.colno}"
+    if isinstance(exc, UnicodeDecodeError):
+        return f"not UTF-8 text: {exc.reason} at byte {exc.start}"
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    if isinstance(exc, InvalidOperation):  # Decimal takes exponents of up to 18 digits
+        return "number out of range (exponent too large)"
+    return NUMBER_TOO_LONG  # the one other ValueError: int() refusing thousands of digits
+
+
+class JsonRequest(Request):
+    """A request whose json() says what is wrong with a body it cannot read."""
+
+    # Numbers with a fraction or an exponent, as float() or Decimal() reads their literal.
+    parse_float: Callable[[str], Any] = float
+
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            body = await self.body()
+            try:
+                self._json = json.loads(body, parse_float=self.parse_float)
+            except (ValueError, RecursionError, InvalidOperation) as exc:
+                # FastAPI passes this on as the cause of a 400, which JsonRoute unwraps.
+                raise InvalidInput.at(
+                    ["body"], f"not valid JSON: {_unreadable(exc)}", "json_invalid"
+                ) from None
+        return self._json
+
+
+class ExactJsonRequest(JsonRequest):
+    """A request whose JSON numbers with a fraction or an exponent come as Decimal: a price
+    is then judged as the client wrote it, not as the float it rounds to. (Fields of floats
+    take a Decimal as they take a float.) Only bodies with a Decimal field pay for it: a
+    Decimal takes three times as long as a float to read."""
+
+    parse_float = Decimal
+
+
+def _holds_decimal(annotation: Any) -> bool:
+    """Whether a body of this type has a Decimal field, at any depth."""
+    if annotation is Decimal:
+        return True
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return any(_holds_decimal(f.annotation) for f in annotation.model_fields.values())
+    return any(_holds_decimal(arg) for arg in get_args(annotation))
+
+
 class JsonRoute(APIRoute):
     """A route whose body, when it has one, must say it is JSON: anything else is a 415
-    rather than a puzzling 422 about the shape of a form."""
+    rather than a puzzling 422 about the shape of a form. Its body is read by JsonRequest,
+    or ExactJsonRequest when the body has a Decimal field."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
         if self.body_field is None or isinstance(self.body_field.field_info, params.Form):
             return handler
+        reader = (
+            ExactJsonRequest
+            if _holds_decimal(self.body_field.field_info.annotation)
+            else JsonRequest
+        )
 
         async def json_only(request: Request) -> Response:
             if _has_body(request) and not _is_json(request.headers.get("content-type", "")):
@@ -39,15 +102,11 @@ class JsonRoute(APIRoute):
                     "the body must be JSON: send it with Content-Type: application/json"
                 )
             try:
-                return await handler(request)
+                return await handler(reader(request.scope, request.receive))
             except HTTPException as exc:
-                # FastAPI answers a body json cannot read for other reasons than its syntax
-                # (bad UTF-8, a number of thousands of digits, nesting past the recursion
-                # limit) with a vague 400: it is a body that is not JSON like any other.
-                if exc.status_code == 400 and isinstance(exc.__cause__, UNREADABLE_JSON):
-                    raise InvalidInput.at(
-                        ["body"], f"not valid JSON: {exc.__cause__}"[:200], "json_invalid"
-                    ) from None
+                # FastAPI answers any error of json() but a JSONDecodeError with a vague 400.
+                if exc.status_code == 400 and isinstance(exc.__cause__, InvalidInput):
+                    raise exc.__cause__ from None
                 raise
 
         return json_only

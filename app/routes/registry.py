@@ -1,11 +1,10 @@
 from collections.abc import Sequence
-from typing import Annotated
 
-from fastapi import APIRouter, Path, Response
+from fastapi import APIRouter, Response
 
 from app.db import after_commit
 from app.deps import WRITES, AdminDep, LiveDep, ModelCacheDep, PageLimit, SessionDep
-from app.fields import MAX_ID, Cursor
+from app.fields import Cursor, RowId
 from app.live import LiveAccuracyTracker
 from app.orm import ModelVersion
 from app.routes import JsonRoute
@@ -20,8 +19,6 @@ from models import ModelError, SufficientStats
 from models.descent import FeatureSpace, Quadratic
 
 router = APIRouter(prefix="/api/v1/models", tags=["models"], route_class=JsonRoute)
-
-Version = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
 def present(
@@ -58,15 +55,17 @@ def active_model(session: SessionDep, live: LiveDep) -> ModelVersionPublic:
     return present([row], row.version, live)[0]
 
 
-@router.get("/{version:int}", response_model=ModelVersionPublic)
-def get_model(version: Version, session: SessionDep, live: LiveDep) -> ModelVersionPublic:
+# No :int convertor: a path that cannot name a version (/models/-1, /models/x) is a 422
+# naming {version}, as /models/0 is; one that could but does not is a 404.
+@router.get("/{version}", response_model=ModelVersionPublic)
+def get_model(version: RowId, session: SessionDep, live: LiveDep) -> ModelVersionPublic:
     """One version."""
     row = registry.get_version(session, version)
     return present([row], registry.active_version(session), live)[0]
 
 
-@router.get("/{version:int}/cost-history", response_model=DescentHistory)
-def cost_history(version: Version, session: SessionDep) -> DescentHistory:
+@router.get("/{version}/cost-history", response_model=DescentHistory)
+def cost_history(version: RowId, session: SessionDep) -> DescentHistory:
     """The cost J and the two prices by iteration during the fit (at most 1,000 points),
     and the cost surface they went down."""
     row = registry.get_version(session, version)
@@ -90,9 +89,9 @@ def _surface(row: ModelVersion) -> CostSurface | None:
     )
 
 
-@router.post("/{version:int}/activate", response_model=ModelVersionPublic, dependencies=[WRITES])
+@router.post("/{version}/activate", response_model=ModelVersionPublic, dependencies=[WRITES])
 def activate(
-    version: Version, _: AdminDep, session: SessionDep, cache: ModelCacheDep, live: LiveDep
+    version: RowId, _: AdminDep, session: SessionDep, cache: ModelCacheDep, live: LiveDep
 ) -> ModelVersionPublic:
     """Serve this version from now on (roll forward or back)."""
     row = registry.activate(session, version)
@@ -101,8 +100,8 @@ def activate(
     return present([row], row.version, live)[0]
 
 
-@router.delete("/{version:int}", status_code=204, dependencies=[WRITES])
-def delete_model(version: Version, _: AdminDep, session: SessionDep, live: LiveDep) -> Response:
+@router.delete("/{version}", status_code=204, dependencies=[WRITES])
+def delete_model(version: RowId, _: AdminDep, session: SessionDep, live: LiveDep) -> Response:
     """Drop a version that is not active (409 for the active one)."""
     registry.delete_version(session, version)
     after_commit(session, live.invalidate)
