@@ -8,12 +8,15 @@ from sqlalchemy.orm import Session
 
 from app.config import Settings
 from app.db import Database, begin_writing
-from app.errors import Forbidden, InvalidInput, TooManyRequests, Unauthorized
+from app.errors import Forbidden, InvalidInput, TooManyRequests
+from app.group_commit import GroupCommit
 from app.live import LiveAccuracyTracker
 from app.metrics import Metrics
 from app.model_cache import ActiveModelCache
-from app.security import MAX_KEY_LENGTH, Caller
-from app.services.auth import identify
+from app.security import Caller
+from app.services.auth import authenticate, presented_key
+from app.services.idempotency import Answer
+from app.services.sales import SingleSale
 
 
 # Plain lookups are async: FastAPI runs a sync dependency in the thread pool, a thread hop
@@ -38,11 +41,20 @@ async def get_live(request: Request) -> LiveAccuracyTracker:
     return request.app.state.live
 
 
+# The process's one writer of single sales (app/main.py makes it).
+SaleWriter = GroupCommit[SingleSale, Answer]
+
+
+async def get_sale_writer(request: Request) -> SaleWriter:
+    return request.app.state.sale_writer
+
+
 DatabaseDep = Annotated[Database, Depends(get_database)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 ModelCacheDep = Annotated[ActiveModelCache, Depends(get_model_cache)]
 LiveDep = Annotated[LiveAccuracyTracker, Depends(get_live)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+SaleWriterDep = Annotated[SaleWriter, Depends(get_sale_writer)]
 
 
 def _request_session(db: DatabaseDep) -> Iterator[Session]:
@@ -73,13 +85,16 @@ ApiKeyHeader = Annotated[
 def require_key(
     session: SessionDep, settings: SettingsDep, x_api_key: ApiKeyHeader = None
 ) -> Caller:
-    if not x_api_key:
-        raise Unauthorized("missing X-API-Key header")
-    # No key is longer: a wrong key, not a malformed request.
-    caller = identify(session, settings, x_api_key) if len(x_api_key) <= MAX_KEY_LENGTH else None
-    if caller is None:
-        raise Unauthorized("unknown or revoked API key")
-    return caller
+    return authenticate(session, settings, x_api_key)
+
+
+async def _presented_key(x_api_key: ApiKeyHeader = None) -> str:
+    return presented_key(x_api_key)
+
+
+# For a route that checks the key itself, in a transaction of its choosing: a request without
+# one is refused before anything else.
+PresentedKey = Annotated[str, Depends(_presented_key)]
 
 
 def require_admin(caller: Annotated[Caller, Depends(require_key)]) -> Caller:

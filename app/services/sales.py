@@ -2,19 +2,23 @@
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
-from sqlalchemy import func, insert, select
+from sqlalchemy import Row, func, insert, select
 from sqlalchemy.orm import Session
 
-from app.errors import Forbidden, InvalidInput, Loc, NotFound, error_item
+from app.config import Settings
+from app.errors import AppError, Forbidden, InvalidInput, Loc, NotFound, error_item
 from app.fields import to_cents
-from app.orm import DeletedSale, Sale, Store, utcnow
+from app.orm import DeletedSale, IdempotencyKey, Sale, Store, utcnow
+from app.schemas.sales import SaleCreate, SalePublic
 from app.security import Caller
+from app.services import idempotency
 from app.services.aggregates import SalesFilter
+from app.services.auth import authenticate
 
 # A sample draws at most this many random ids, however sparse a store's sales are.
 MAX_SAMPLE_PROBES = 100_000
@@ -26,6 +30,10 @@ class NewSale:
     price: Decimal
     store_id: int | None = None
     sold_at: datetime | None = None
+
+    @classmethod
+    def of(cls, record: SaleCreate) -> "NewSale":
+        return cls(record.carats, record.price, record.store_id, record.sold_at)
 
 
 # Where the store_id of the record at an index sits in the request, for error locations.
@@ -44,8 +52,11 @@ def check_store_ids(
     session: Session, caller: Caller, wanted: Sequence[int | None], loc: StoreIdLoc
 ) -> list[int]:
     """The store of each record, checked against the caller; every problem is reported."""
-    named = {store_id for store_id in wanted if store_id is not None}
+    # A store key's own store exists: the key was found on it in this transaction.
+    named = {store_id for store_id in wanted if store_id not in (None, caller.store_id)}
     known = set(session.scalars(select(Store.id).where(Store.id.in_(named)))) if named else set()
+    if caller.store_id is not None:
+        known.add(caller.store_id)
     errors: list[dict[str, Any]] = []
     ids: list[int] = []
     for index, named_id in enumerate(wanted):
@@ -63,23 +74,99 @@ def check_store_ids(
     return ids
 
 
+SALES = Sale.metadata.tables[Sale.__tablename__]
+# Core, not the ORM: no object per row. What is stored is what the response says.
+_INSERT_SALES = insert(SALES).returning(*SALES.c, sort_by_parameter_order=True)
+
+
+def _row(store_id: int, record: NewSale, now: datetime) -> dict[str, Any]:
+    return {
+        "store_id": store_id,
+        "carats": record.carats,
+        "price_cents": to_cents(record.price),
+        "sold_at": record.sold_at or now,
+        "created_at": now,
+    }
+
+
+def _insert(session: Session, rows: list[dict[str, Any]]) -> list[Row[Any]]:
+    return list(session.execute(_INSERT_SALES, rows)) if rows else []
+
+
 def record_sales(
     session: Session, caller: Caller, records: Sequence[NewSale], *, loc: StoreIdLoc = in_batch
-) -> list[Sale]:
-    """Insert all records or none, in one multi-row INSERT ... RETURNING."""
+) -> list[Row[Any]]:
+    """Insert all records or none; returns the rows stored, in the order of the records."""
     store_ids = check_store_ids(session, caller, [r.store_id for r in records], loc)
     now = utcnow()
-    rows = [
-        {
-            "store_id": store_id,
-            "carats": record.carats,
-            "price_cents": to_cents(record.price),
-            "sold_at": record.sold_at or now,
-            "created_at": now,
-        }
-        for store_id, record in zip(store_ids, records, strict=True)
-    ]
-    return list(session.scalars(insert(Sale).returning(Sale, sort_by_parameter_order=True), rows))
+    return _insert(
+        session, [_row(store_id, r, now) for store_id, r in zip(store_ids, records, strict=True)]
+    )
+
+
+@dataclass(frozen=True)
+class SingleSale:
+    """A request to record one sale: the API key it presents, the sale, its Idempotency-Key."""
+
+    api_key: str
+    request: SaleCreate
+    idempotency_key: str | None
+
+
+def record_single_sales(
+    session: Session, settings: Settings, singles: Sequence[SingleSale]
+) -> list[idempotency.Answer | Exception]:
+    """Record the single sales of many requests together (app/group_commit.py), with one
+    INSERT for all: each request's answer, or its own error, in order. A request that fails
+    stores nothing (its Idempotency-Key is claimed in a savepoint); every check it must pass
+    is made before the INSERT, which only an error of the database itself can fail."""
+    ttl = timedelta(hours=settings.IDEMPOTENCY_TTL_HOURS)
+    now = utcnow()
+    outcomes: list[idempotency.Answer | Exception | None] = [None] * len(singles)
+    callers: dict[str, Caller] = {}
+    claimed: dict[tuple[str, str], IdempotencyKey] = {}
+    # (the request, its row, its claim), and (the request, the claim it repeats, its hash)
+    to_insert: list[tuple[int, dict[str, Any], IdempotencyKey | None]] = []
+    repeats: list[tuple[int, IdempotencyKey, str]] = []
+    for index, single in enumerate(singles):
+        record = NewSale.of(single.request)
+        try:
+            caller = callers.get(single.api_key) or authenticate(session, settings, single.api_key)
+            callers[single.api_key] = caller
+            key = single.idempotency_key
+            if key is None:
+                [store_id] = check_store_ids(session, caller, [record.store_id], in_body)
+                to_insert.append((index, _row(store_id, record, now), None))
+                continue
+            request_hash = idempotency.fingerprint(single.request)
+            if (earlier := claimed.get((caller.scope, key))) is not None:
+                # The same key twice in one group: the second answers once the first has.
+                repeats.append((index, earlier, request_hash))
+                continue
+            with session.begin_nested():
+                claim = idempotency.claim(session, caller.scope, key, request_hash, ttl)
+                if isinstance(claim, idempotency.Answer):
+                    outcomes[index] = claim
+                    continue
+                [store_id] = check_store_ids(session, caller, [record.store_id], in_body)
+            claimed[caller.scope, key] = claim
+            to_insert.append((index, _row(store_id, record, now), claim))
+        except AppError as exc:
+            outcomes[index] = exc
+    stored = _insert(session, [row for _, row, _ in to_insert])
+    for (index, _, held), sale in zip(to_insert, stored, strict=True):
+        body = SalePublic.from_row(sale).model_dump_json()
+        if held is not None:
+            idempotency.complete(held, 201, body)
+        outcomes[index] = idempotency.Answer(201, body)
+    for index, earlier, request_hash in repeats:
+        try:
+            outcomes[index] = idempotency.replay(earlier, request_hash)
+        except AppError as exc:
+            outcomes[index] = exc
+    session.flush()
+    # Every request was answered above: by the INSERT, by a replay, or by its error.
+    return cast(list[idempotency.Answer | Exception], outcomes)
 
 
 def _visible_sale(session: Session, caller: Caller, sale_id: int) -> Sale:
