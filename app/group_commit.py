@@ -7,8 +7,8 @@ commits once, and only then answers each request with its own outcome: a result,
 that job alone raised. The group function reports each job's own failures and stores nothing
 for them. When it raises instead (a failure it could not pin on one job), the group is done
 again one job at a time, each in a savepoint, so that only the job at fault fails. A
-transaction that cannot begin or commit fails every job in it, none of which was answered
-before.
+transaction that cannot begin or commit, or a database in trouble (OperationalError), fails
+every job in it, none of which was answered before.
 
 On SQLite this takes the write lock once per group rather than once per request: the
 requests of a process no longer sleep in the busy handler waiting for each other's commits.
@@ -21,6 +21,7 @@ from contextlib import suppress
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from app.db import Database
@@ -100,6 +101,8 @@ class GroupCommit(Generic[Job, Result]):
                 try:
                     with session.begin_nested():
                         return self.do_group(session, jobs)
+                except OperationalError:
+                    raise  # the database's trouble (busy, gone, read-only), not a job's
                 except Exception:
                     if len(jobs) == 1:
                         raise
@@ -112,6 +115,8 @@ class GroupCommit(Generic[Job, Result]):
         try:
             with session.begin_nested():
                 [outcome] = self.do_group(session, [job])
+        except OperationalError:
+            raise
         except Exception as exc:
             return exc
         return outcome

@@ -9,18 +9,32 @@ second replays the first, and both are answered once it has committed.
 """
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Protocol
 
 from pydantic import BaseModel
-from sqlalchemy import delete, func, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import bindparam, delete, func, select, tuple_, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from app.db import backend
-from app.errors import Conflict, InvalidInput
+from app.errors import AppError, Conflict, InvalidInput
 from app.orm import IdempotencyKey, utcnow
+
+KEYS = IdempotencyKey.metadata.tables[IdempotencyKey.__tablename__]
+_ADD_KEYS = {
+    name: dialect.insert(KEYS)
+    .on_conflict_do_nothing(index_elements=[KEYS.c.scope, KEYS.c.key])
+    .returning(KEYS.c.id, KEYS.c.scope, KEYS.c.key)
+    for name, dialect in (("sqlite", sqlite), ("postgresql", postgresql))
+}
+_COMPLETE = (
+    update(KEYS)
+    .where(KEYS.c.id == bindparam("claim_id"))
+    .values(status_code=bindparam("status"), response_body=bindparam("body"))
+)
 
 
 @dataclass(frozen=True)
@@ -30,6 +44,36 @@ class Answer:
     status_code: int
     body: str
     replayed: bool = False
+
+
+@dataclass(frozen=True)
+class Wanted:
+    """A request's Idempotency-Key, in the caller's scope, and its request's fingerprint."""
+
+    scope: str
+    key: str
+    request_hash: str
+
+
+@dataclass
+class Claim:
+    """A key this transaction wrote, to `complete` with the answer it guards."""
+
+    id: int
+    request_hash: str
+    status_code: int = 0
+    response_body: str = ""
+
+
+class Held(Protocol):
+    """A key with the answer it holds: a stored row, or a claim of this transaction."""
+
+    @property
+    def request_hash(self) -> str: ...
+    @property
+    def status_code(self) -> int: ...
+    @property
+    def response_body(self) -> str: ...
 
 
 def once(
@@ -45,12 +89,13 @@ def once(
     first answer."""
     if key is None:
         return Answer(201, produce().model_dump_json())
-    outcome = claim(session, scope, key, fingerprint(request), ttl)
+    [outcome] = claim_all(session, [Wanted(scope, key, fingerprint(request))], ttl)
+    if isinstance(outcome, Exception):
+        raise outcome
     if isinstance(outcome, Answer):
         return outcome
     body = produce().model_dump_json()
-    complete(outcome, 201, body)
-    session.flush()
+    complete_all(session, [(outcome, 201, body)])
     return Answer(201, body)
 
 
@@ -61,42 +106,80 @@ def fingerprint(request: BaseModel) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def claim(
-    session: Session, scope: str, key: str, request_hash: str, ttl: timedelta
-) -> Answer | IdempotencyKey:
-    """Return the stored answer for this key, or a fresh claim to `complete` in the same
-    transaction."""
+def claim_all(
+    session: Session, wanted: Sequence[Wanted], ttl: timedelta
+) -> list[Claim | Answer | AppError]:
+    """Claim each key (no two the same), in a few statements whatever their number: a fresh
+    claim, the stored answer to replay, or the error that request gets."""
+    outcomes: dict[tuple[str, str], Claim | Answer | AppError] = {}
+    free = list(wanted)
     if backend(session) == "postgresql":
-        lock = func.pg_try_advisory_xact_lock(func.hashtextextended(f"{scope}\x1f{key}", 0))
-        if not session.scalar(select(lock)):
-            raise Conflict(
-                "a request with this Idempotency-Key is in flight; retry",
-                headers={"Retry-After": "1"},
+        held = session.execute(
+            select(
+                *(
+                    func.pg_try_advisory_xact_lock(
+                        func.hashtextextended(f"{w.scope}\x1f{w.key}", 0)
+                    )
+                    for w in wanted
+                )
             )
-    session.execute(
-        delete(IdempotencyKey).where(
-            IdempotencyKey.scope == scope,
-            IdempotencyKey.key == key,
-            IdempotencyKey.created_at < utcnow() - ttl,
+        ).one()
+        busy = Conflict(
+            "a request with this Idempotency-Key is in flight; retry",
+            headers={"Retry-After": "1"},
         )
+        outcomes |= {(w.scope, w.key): busy for w, got in zip(wanted, held, strict=True) if not got}
+        free = [w for w, got in zip(wanted, held, strict=True) if got]
+    if not free:
+        return [outcomes[w.scope, w.key] for w in wanted]
+    pairs = tuple_(KEYS.c.scope, KEYS.c.key).in_([(w.scope, w.key) for w in free])
+    session.execute(delete(KEYS).where(pairs, KEYS.c.created_at < utcnow() - ttl))
+    now = utcnow()
+    added = session.execute(
+        _ADD_KEYS[backend(session)],
+        [
+            {
+                "scope": w.scope,
+                "key": w.key,
+                "request_hash": w.request_hash,
+                "status_code": 0,
+                "response_body": "",
+                "created_at": now,
+            }
+            for w in free
+        ],
     )
-    row = IdempotencyKey(
-        scope=scope, key=key, request_hash=request_hash, status_code=0, response_body=""
+    claimed = {(row.scope, row.key): row.id for row in added}
+    taken = [w for w in free if (w.scope, w.key) not in claimed]
+    stored = (
+        {
+            (row.scope, row.key): row
+            for row in session.execute(
+                select(KEYS).where(
+                    tuple_(KEYS.c.scope, KEYS.c.key).in_([(w.scope, w.key) for w in taken])
+                )
+            )
+        }
+        if taken
+        else {}
     )
-    try:
-        with session.begin_nested():
-            session.add(row)
-    except IntegrityError:
-        existing = session.scalar(
-            select(IdempotencyKey).where(IdempotencyKey.scope == scope, IdempotencyKey.key == key)
-        )
-        if existing is None:  # the other request rolled back between our insert and this read
-            raise Conflict("a request with this Idempotency-Key is in flight; retry") from None
-        return replay(existing, request_hash)
-    return row
+    for w in free:
+        if (claim_id := claimed.get((w.scope, w.key))) is not None:
+            outcomes[w.scope, w.key] = Claim(claim_id, w.request_hash)
+        elif (existing := stored.get((w.scope, w.key))) is None:
+            # The request that held it rolled back between our insert and this read.
+            outcomes[w.scope, w.key] = Conflict(
+                "a request with this Idempotency-Key is in flight; retry"
+            )
+        else:
+            try:
+                outcomes[w.scope, w.key] = replay(existing, w.request_hash)
+            except AppError as exc:
+                outcomes[w.scope, w.key] = exc
+    return [outcomes[w.scope, w.key] for w in wanted]
 
 
-def replay(existing: IdempotencyKey, request_hash: str) -> Answer:
+def replay(existing: Held, request_hash: str) -> Answer:
     """The answer a request gets whose key ``existing`` holds: the first answer again, or an
     error when the bodies differ or the first has no answer yet."""
     if existing.request_hash != request_hash:
@@ -110,7 +193,21 @@ def replay(existing: IdempotencyKey, request_hash: str) -> Answer:
     return Answer(existing.status_code, existing.response_body, replayed=True)
 
 
-def complete(claimed: IdempotencyKey, status_code: int, body: str) -> None:
-    """Keep the answer with the claimed key; it is written at the session's next flush."""
-    claimed.status_code = status_code
-    claimed.response_body = body
+def release(session: Session, claim_ids: Sequence[int]) -> None:
+    """Give back keys claimed for requests that then failed: they store nothing."""
+    if claim_ids:
+        session.execute(delete(KEYS).where(KEYS.c.id.in_(claim_ids)))
+
+
+def complete_all(session: Session, answered: Sequence[tuple[Claim, int, str]]) -> None:
+    """Keep each answer with the key claimed for it, in one statement."""
+    for claim, status_code, body in answered:
+        claim.status_code, claim.response_body = status_code, body
+    if answered:
+        session.execute(
+            _COMPLETE,
+            [
+                {"claim_id": c.id, "status": c.status_code, "body": c.response_body}
+                for c, _, _ in answered
+            ],
+        )

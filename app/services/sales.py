@@ -11,14 +11,15 @@ from sqlalchemy import Row, func, insert, select
 from sqlalchemy.orm import Session
 
 from app.config import Settings
-from app.errors import AppError, Forbidden, InvalidInput, Loc, NotFound, error_item
+from app.errors import AppError, Forbidden, InvalidInput, Loc, NotFound
 from app.fields import to_cents
-from app.orm import DeletedSale, IdempotencyKey, Sale, Store, utcnow
+from app.orm import DeletedSale, Sale, Store, utcnow
 from app.schemas.sales import SaleCreate, SalePublic
 from app.security import Caller
 from app.services import idempotency
 from app.services.aggregates import SalesFilter
 from app.services.auth import authenticate
+from app.services.idempotency import Answer, Claim, Wanted
 
 # A sample draws at most this many random ids, however sparse a store's sales are.
 MAX_SAMPLE_PROBES = 100_000
@@ -48,27 +49,40 @@ def in_body(_: int) -> Loc:
     return ["body", "store_id"]
 
 
+def known_stores(session: Session, named: Sequence[tuple[Caller, int | None]]) -> set[int]:
+    """Which of the stores that callers name exist, in one query."""
+    # A store key's own store exists: the key was found on it, and stores are never deleted.
+    own = {caller.store_id for caller, _ in named if caller.store_id is not None}
+    others = {store_id for _, store_id in named if store_id is not None} - own
+    if not others:
+        return own
+    return own | set(session.scalars(select(Store.id).where(Store.id.in_(others))))
+
+
+def _store_id(caller: Caller, named_id: int | None, known: set[int], loc: Loc) -> int:
+    """The store of a record: Forbidden for another store's, InvalidInput for a missing one."""
+    caller.check_store(named_id)
+    if named_id is None and caller.store_id is not None:
+        return caller.store_id
+    if named_id is None:
+        raise InvalidInput.at(loc, "required when using the admin key", "missing")
+    if named_id not in known:
+        raise InvalidInput.at(loc, f"no store with id {named_id}")
+    return named_id
+
+
 def check_store_ids(
     session: Session, caller: Caller, wanted: Sequence[int | None], loc: StoreIdLoc
 ) -> list[int]:
     """The store of each record, checked against the caller; every problem is reported."""
-    # A store key's own store exists: the key was found on it in this transaction.
-    named = {store_id for store_id in wanted if store_id not in (None, caller.store_id)}
-    known = set(session.scalars(select(Store.id).where(Store.id.in_(named)))) if named else set()
-    if caller.store_id is not None:
-        known.add(caller.store_id)
+    known = known_stores(session, [(caller, store_id) for store_id in wanted])
     errors: list[dict[str, Any]] = []
     ids: list[int] = []
     for index, named_id in enumerate(wanted):
-        caller.check_store(named_id)
-        if named_id is None and caller.store_id is not None:
-            ids.append(caller.store_id)
-        elif named_id is None:
-            errors.append(error_item(loc(index), "required when using the admin key", "missing"))
-        elif named_id not in known:
-            errors.append(error_item(loc(index), f"no store with id {named_id}"))
-        else:
-            ids.append(named_id)
+        try:
+            ids.append(_store_id(caller, named_id, known, loc(index)))
+        except InvalidInput as exc:
+            errors += exc.detail
     if errors:
         raise InvalidInput(errors)
     return ids
@@ -115,58 +129,71 @@ class SingleSale:
 
 def record_single_sales(
     session: Session, settings: Settings, singles: Sequence[SingleSale]
-) -> list[idempotency.Answer | Exception]:
-    """Record the single sales of many requests together (app/group_commit.py), with one
-    INSERT for all: each request's answer, or its own error, in order. A request that fails
-    stores nothing (its Idempotency-Key is claimed in a savepoint); every check it must pass
-    is made before the INSERT, which only an error of the database itself can fail."""
+) -> list[Answer | Exception]:
+    """Record the single sales of many requests together (app/group_commit.py), in a few
+    statements whatever their number: each request's answer, or its own error, in order.
+
+    A request that fails stores nothing, its Idempotency-Key included. The checks come in the
+    order a lone request makes them: its API key, its Idempotency-Key, then its store. Every
+    check is made before the INSERT, which only an error of the database itself can fail.
+    """
     ttl = timedelta(hours=settings.IDEMPOTENCY_TTL_HOURS)
-    now = utcnow()
-    outcomes: list[idempotency.Answer | Exception | None] = [None] * len(singles)
+    outcomes: list[Answer | Exception | None] = [None] * len(singles)
     callers: dict[str, Caller] = {}
-    claimed: dict[tuple[str, str], IdempotencyKey] = {}
-    # (the request, its row, its claim), and (the request, the claim it repeats, its hash)
-    to_insert: list[tuple[int, dict[str, Any], IdempotencyKey | None]] = []
-    repeats: list[tuple[int, IdempotencyKey, str]] = []
+    accepted: list[tuple[int, Caller, NewSale]] = []
+    wanted: dict[int, Wanted] = {}
+    # A key a request of this group claims again: answered after the first (a replay, or a
+    # fresh claim if the first failed), in a second pass over the same transaction.
+    again: list[int] = []
     for index, single in enumerate(singles):
-        record = NewSale.of(single.request)
         try:
             caller = callers.get(single.api_key) or authenticate(session, settings, single.api_key)
-            callers[single.api_key] = caller
-            key = single.idempotency_key
-            if key is None:
-                [store_id] = check_store_ids(session, caller, [record.store_id], in_body)
-                to_insert.append((index, _row(store_id, record, now), None))
-                continue
-            request_hash = idempotency.fingerprint(single.request)
-            if (earlier := claimed.get((caller.scope, key))) is not None:
-                # The same key twice in one group: the second answers once the first has.
-                repeats.append((index, earlier, request_hash))
-                continue
-            with session.begin_nested():
-                claim = idempotency.claim(session, caller.scope, key, request_hash, ttl)
-                if isinstance(claim, idempotency.Answer):
-                    outcomes[index] = claim
-                    continue
-                [store_id] = check_store_ids(session, caller, [record.store_id], in_body)
-            claimed[caller.scope, key] = claim
-            to_insert.append((index, _row(store_id, record, now), claim))
         except AppError as exc:
             outcomes[index] = exc
-    stored = _insert(session, [row for _, row, _ in to_insert])
-    for (index, _, held), sale in zip(to_insert, stored, strict=True):
-        body = SalePublic.from_row(sale).model_dump_json()
-        if held is not None:
-            idempotency.complete(held, 201, body)
-        outcomes[index] = idempotency.Answer(201, body)
-    for index, earlier, request_hash in repeats:
+            continue
+        callers[single.api_key] = caller
+        key = single.idempotency_key
+        if key is not None:
+            if any(w.scope == caller.scope and w.key == key for w in wanted.values()):
+                again.append(index)
+                continue
+            wanted[index] = Wanted(caller.scope, key, idempotency.fingerprint(single.request))
+        accepted.append((index, caller, NewSale.of(single.request)))
+    claims = dict(
+        zip(wanted, idempotency.claim_all(session, list(wanted.values()), ttl), strict=True)
+    )
+    known = known_stores(session, [(caller, record.store_id) for _, caller, record in accepted])
+    now = utcnow()
+    to_insert: list[tuple[int, dict[str, Any], Claim | None]] = []
+    released: list[int] = []
+    for index, caller, record in accepted:
+        claim = claims.get(index)
+        if isinstance(claim, Answer | AppError):
+            outcomes[index] = claim
+            continue
         try:
-            outcomes[index] = idempotency.replay(earlier, request_hash)
+            store_id = _store_id(caller, record.store_id, known, ["body", "store_id"])
         except AppError as exc:
             outcomes[index] = exc
-    session.flush()
-    # Every request was answered above: by the INSERT, by a replay, or by its error.
-    return cast(list[idempotency.Answer | Exception], outcomes)
+            if claim is not None:
+                released.append(claim.id)
+            continue
+        to_insert.append((index, _row(store_id, record, now), claim))
+    idempotency.release(session, released)
+    stored = _insert(session, [row for _, row, _ in to_insert])
+    answered: list[tuple[Claim, int, str]] = []
+    for (index, _, claim), sale in zip(to_insert, stored, strict=True):
+        body = SalePublic.from_row(sale).model_dump_json()
+        if claim is not None:
+            answered.append((claim, 201, body))
+        outcomes[index] = Answer(201, body)
+    idempotency.complete_all(session, answered)
+    if again:
+        later = record_single_sales(session, settings, [singles[i] for i in again])
+        for index, outcome in zip(again, later, strict=True):
+            outcomes[index] = outcome
+    # Every request was answered above: by the INSERT, by its key, or by its error.
+    return cast(list[Answer | Exception], outcomes)
 
 
 def _visible_sale(session: Session, caller: Caller, sale_id: int) -> Sale:
