@@ -9,14 +9,11 @@ from sqlalchemy.orm import Session
 from app.config import Settings
 from app.db import Database, begin_writing
 from app.errors import Forbidden, InvalidInput, TooManyRequests
-from app.group_commit import GroupCommit
 from app.live import LiveAccuracyTracker
 from app.metrics import Metrics
 from app.model_cache import ActiveModelCache
 from app.security import Caller
 from app.services.auth import authenticate, presented_key
-from app.services.idempotency import Answer
-from app.services.sales import SingleSale
 
 
 # Plain lookups are async: FastAPI runs a sync dependency in the thread pool, a thread hop
@@ -41,20 +38,11 @@ async def get_live(request: Request) -> LiveAccuracyTracker:
     return request.app.state.live
 
 
-# The process's one writer of single sales (app/main.py makes it).
-SaleWriter = GroupCommit[SingleSale, Answer]
-
-
-async def get_sale_writer(request: Request) -> SaleWriter:
-    return request.app.state.sale_writer
-
-
 DatabaseDep = Annotated[Database, Depends(get_database)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 ModelCacheDep = Annotated[ActiveModelCache, Depends(get_model_cache)]
 LiveDep = Annotated[LiveAccuracyTracker, Depends(get_live)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-SaleWriterDep = Annotated[SaleWriter, Depends(get_sale_writer)]
 
 
 def _request_session(db: DatabaseDep) -> Iterator[Session]:

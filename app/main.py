@@ -14,7 +14,7 @@ from fastapi.concurrency import run_in_threadpool
 from app import migrate
 from app.config import Settings
 from app.db import Database
-from app.deps import KEY_FOR_READS, ImportSlots, SaleWriter
+from app.deps import KEY_FOR_READS, ImportSlots
 from app.errors import install_error_handlers
 from app.group_commit import GroupCommit
 from app.live import LiveAccuracyTracker
@@ -23,6 +23,7 @@ from app.metrics import Metrics
 from app.middleware import ServiceMiddleware
 from app.model_cache import ActiveModelCache
 from app.routes import health, operations, pricing, registry, sales, stores, training, web
+from app.routes.sales import SaleWriter
 from app.schemas.common import ERROR_RESPONSES
 from app.services.auth import ensure_admin_key
 from app.services.maintenance import purge_expired

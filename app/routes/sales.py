@@ -18,12 +18,13 @@ from app.deps import (
     MetricsDep,
     PageLimit,
     PresentedKey,
-    SaleWriterDep,
     SessionDep,
     SettingsDep,
 )
 from app.errors import AppError, InvalidInput, RequestTimeout, too_long
 from app.fields import Cursor, RowId, Timestamp, from_cents, money_text
+from app.group_commit import GroupCommit
+from app.metrics import Metrics
 from app.routes import JsonRoute
 from app.schemas.common import ErrorBody
 from app.schemas.sales import (
@@ -39,6 +40,9 @@ from app.schemas.sales import (
 from app.services import idempotency, sales
 from app.services.aggregates import SalesFilter, check_period
 from app.services.sales import NewSale, SingleSale
+
+# The process's one writer of single sales: app/main.py makes it.
+SaleWriter = GroupCommit[SingleSale, idempotency.Answer]
 
 router = APIRouter(prefix="/api/v1/sales", tags=["sales"], route_class=JsonRoute)
 
@@ -67,13 +71,16 @@ def _respond(answer: idempotency.Answer) -> Response:
 async def create_sale(
     body: SaleCreate,
     api_key: PresentedKey,
-    writer: SaleWriterDep,
-    metrics: MetricsDep,
+    request: Request,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> Response:
     """Record one sale. With a store key, store_id may be left out."""
-    # Committed together with the single sales other requests record at the same time; the
-    # key is checked in that transaction.
+    # The hottest write path: the app's state is read here rather than through a dependency
+    # each (which cost about 15% of the request). The sale commits together with the single
+    # sales other requests record at the same time, and the key is checked in that
+    # transaction.
+    writer: SaleWriter = request.app.state.sale_writer
+    metrics: Metrics = request.app.state.metrics
     answer = await writer.run(SingleSale(api_key, body, idempotency_key))
     if not answer.replayed:
         metrics.sales_ingested.labels("single").inc()

@@ -12,8 +12,8 @@ from app.fields import Amount, BodyCarats, BodyId, Money, Price, Timestamp, from
 from app.schemas.common import Input
 
 
-class StoredSale(Protocol):
-    """A sale as stored: an ORM Sale, or a row of the sales table."""
+class SaleFields(Protocol):
+    """A sale as stored: an ORM Sale, or the StoredSale an insert returns."""
 
     @property
     def id(self) -> int: ...
@@ -48,7 +48,7 @@ class SalePublic(BaseModel):
     created_at: datetime
 
     @classmethod
-    def from_row(cls, sale: StoredSale) -> "SalePublic":
+    def from_row(cls, sale: SaleFields) -> "SalePublic":
         return cls(
             id=sale.id,
             store_id=sale.store_id,
