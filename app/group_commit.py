@@ -15,9 +15,9 @@ requests of a process no longer sleep in the busy handler waiting for each other
 """
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import suppress
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -96,20 +96,26 @@ class GroupCommit(Generic[Job, Result]):
     def commit(self, jobs: Sequence[Job]) -> list[Result | Exception]:
         """Do the jobs in one transaction and commit it: each job's outcome, in order."""
         try:
-            with self.db.session(write=True) as session:
-                session.connection()  # begins the transaction: a failure here fails all
-                try:
-                    with session.begin_nested():
-                        return self.do_group(session, jobs)
-                except OperationalError:
-                    raise  # the database's trouble (busy, gone, read-only), not a job's
-                except Exception:
-                    if len(jobs) == 1:
-                        raise
+            try:
+                with self._transaction() as session:
+                    return self.do_group(session, jobs)
+            except OperationalError:
+                raise  # the database's trouble (busy, gone, read-only), not a job's
+            except Exception:
+                if len(jobs) == 1:
+                    raise
+            # Rolled back: the jobs again, one at a time, each in a savepoint.
+            with self._transaction() as session:
                 return [self._alone(session, job) for job in jobs]
         except Exception as exc:
             # Nothing committed: every job fails, including those that went well.
             return [exc] * len(jobs)
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Session]:
+        with self.db.session(write=True) as session:
+            session.connection()  # begins the transaction: a failure here fails all
+            yield session
 
     def _alone(self, session: Session, job: Job) -> Result | Exception:
         try:

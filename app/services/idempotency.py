@@ -15,7 +15,7 @@ from datetime import timedelta
 from typing import Protocol
 
 from pydantic import BaseModel
-from sqlalchemy import bindparam, delete, func, select, tuple_, update
+from sqlalchemy import ColumnElement, and_, bindparam, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -24,9 +24,20 @@ from app.errors import AppError, Conflict, InvalidInput
 from app.orm import IdempotencyKey, utcnow
 
 KEYS = IdempotencyKey.metadata.tables[IdempotencyKey.__tablename__]
+
 _ADD_KEYS = {
-    name: dialect.insert(KEYS)
-    .on_conflict_do_nothing(index_elements=[KEYS.c.scope, KEYS.c.key])
+    # A new key, or an expired one claimed afresh; a live one is left alone, and not returned.
+    name: (new := dialect.insert(KEYS))
+    .on_conflict_do_update(
+        index_elements=[KEYS.c.scope, KEYS.c.key],
+        set_={
+            "request_hash": new.excluded.request_hash,
+            "status_code": 0,
+            "response_body": "",
+            "created_at": new.excluded.created_at,
+        },
+        where=KEYS.c.created_at < bindparam("expired_before"),
+    )
     .returning(KEYS.c.id, KEYS.c.scope, KEYS.c.key)
     for name, dialect in (("sqlite", sqlite), ("postgresql", postgresql))
 }
@@ -132,8 +143,6 @@ def claim_all(
         free = [w for w, got in zip(wanted, held, strict=True) if got]
     if not free:
         return [outcomes[w.scope, w.key] for w in wanted]
-    pairs = tuple_(KEYS.c.scope, KEYS.c.key).in_([(w.scope, w.key) for w in free])
-    session.execute(delete(KEYS).where(pairs, KEYS.c.created_at < utcnow() - ttl))
     now = utcnow()
     added = session.execute(
         _ADD_KEYS[backend(session)],
@@ -145,6 +154,7 @@ def claim_all(
                 "status_code": 0,
                 "response_body": "",
                 "created_at": now,
+                "expired_before": now - ttl,
             }
             for w in free
         ],
@@ -152,14 +162,7 @@ def claim_all(
     claimed = {(row.scope, row.key): row.id for row in added}
     taken = [w for w in free if (w.scope, w.key) not in claimed]
     stored = (
-        {
-            (row.scope, row.key): row
-            for row in session.execute(
-                select(KEYS).where(
-                    tuple_(KEYS.c.scope, KEYS.c.key).in_([(w.scope, w.key) for w in taken])
-                )
-            )
-        }
+        {(row.scope, row.key): row for row in session.execute(select(KEYS).where(_these(taken)))}
         if taken
         else {}
     )
@@ -177,6 +180,11 @@ def claim_all(
             except AppError as exc:
                 outcomes[w.scope, w.key] = exc
     return [outcomes[w.scope, w.key] for w in wanted]
+
+
+def _these(wanted: Sequence[Wanted]) -> ColumnElement[bool]:
+    # An OR of pairs, not a row-value IN, which SQLite answers with a scan of the table.
+    return or_(*(and_(KEYS.c.scope == w.scope, KEYS.c.key == w.key) for w in wanted))
 
 
 def replay(existing: Held, request_hash: str) -> Answer:
