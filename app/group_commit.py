@@ -98,7 +98,10 @@ class GroupCommit(Generic[Job, Result]):
         try:
             try:
                 with self._transaction() as session:
-                    return self.do_group(session, jobs)
+                    outcomes = self.do_group(session, jobs)
+                    if len(outcomes) != len(jobs):  # a bug, which must not stop the writer
+                        raise RuntimeError(f"{len(jobs)} jobs, {len(outcomes)} outcomes")
+                    return outcomes
             except OperationalError:
                 raise  # the database's trouble (busy, gone, read-only), not a job's
             except Exception:

@@ -182,6 +182,7 @@ def record_single_sales(
     # A key a request of this group claims again: answered after the first (a replay, or a
     # fresh claim if the first failed), in a second pass over the same transaction.
     again: list[int] = []
+    keys: set[tuple[str, str]] = set()
     for index, single in enumerate(singles):
         try:
             caller = callers.get(single.api_key) or authenticate(session, settings, single.api_key)
@@ -191,9 +192,10 @@ def record_single_sales(
         callers[single.api_key] = caller
         key = single.idempotency_key
         if key is not None:
-            if any(w.scope == caller.scope and w.key == key for w in wanted.values()):
+            if (caller.scope, key) in keys:
                 again.append(index)
                 continue
+            keys.add((caller.scope, key))
             wanted[index] = Wanted(caller.scope, key, idempotency.fingerprint(single.request))
         accepted.append((index, caller, NewSale.of(single.request)))
     claims = dict(
