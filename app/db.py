@@ -1,7 +1,8 @@
 """The engine, and the sessions the service opens.
 
 A request's session is app/deps.py's SessionDep (one transaction, committed when the route
-returns); training, the CSV import and the per-process caches open their own here.
+returns); training, the CSV import, the group commit of single sales (app/group_commit.py)
+and the per-process caches open their own here.
 """
 
 from collections.abc import Callable, Iterator

@@ -8,12 +8,12 @@ from sqlalchemy.orm import Session
 
 from app.config import Settings
 from app.db import Database, begin_writing
-from app.errors import Forbidden, InvalidInput, TooManyRequests, Unauthorized
+from app.errors import Forbidden, InvalidInput, TooManyRequests
 from app.live import LiveAccuracyTracker
 from app.metrics import Metrics
 from app.model_cache import ActiveModelCache
-from app.security import MAX_KEY_LENGTH, Caller
-from app.services.auth import identify
+from app.security import Caller
+from app.services.auth import authenticate, presented_key
 
 
 # Plain lookups are async: FastAPI runs a sync dependency in the thread pool, a thread hop
@@ -73,13 +73,16 @@ ApiKeyHeader = Annotated[
 def require_key(
     session: SessionDep, settings: SettingsDep, x_api_key: ApiKeyHeader = None
 ) -> Caller:
-    if not x_api_key:
-        raise Unauthorized("missing X-API-Key header")
-    # No key is longer: a wrong key, not a malformed request.
-    caller = identify(session, settings, x_api_key) if len(x_api_key) <= MAX_KEY_LENGTH else None
-    if caller is None:
-        raise Unauthorized("unknown or revoked API key")
-    return caller
+    return authenticate(session, settings, x_api_key)
+
+
+async def _presented_key(x_api_key: ApiKeyHeader = None) -> str:
+    return presented_key(x_api_key)
+
+
+# For a route that checks the key itself, in a transaction of its choosing: a request without
+# one is refused before anything else.
+PresentedKey = Annotated[str, Depends(_presented_key)]
 
 
 def require_admin(caller: Annotated[Caller, Depends(require_key)]) -> Caller:

@@ -16,15 +16,18 @@ from app.config import Settings
 from app.db import Database
 from app.deps import KEY_FOR_READS, ImportSlots
 from app.errors import install_error_handlers
+from app.group_commit import GroupCommit
 from app.live import LiveAccuracyTracker
 from app.logs import configure_logging
 from app.metrics import Metrics
 from app.middleware import QuoteShortcut, ServiceMiddleware
 from app.model_cache import ActiveModelCache
 from app.routes import health, operations, pricing, registry, sales, stores, training, web
+from app.routes.sales import SaleWriter
 from app.schemas.common import ERROR_RESPONSES
 from app.services.auth import ensure_admin_key
 from app.services.maintenance import purge_expired
+from app.services.sales import record_single_sales
 
 log = logging.getLogger("app")
 
@@ -97,6 +100,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     db = Database(settings)
     metrics = Metrics()
+    sale_writer: SaleWriter = GroupCommit(
+        db, lambda session, singles: record_single_sales(session, settings, singles)
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -111,6 +117,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         chores.cancel()
         with suppress(asyncio.CancelledError):
             await chores
+        await sale_writer.close()
         db.dispose()
         metrics.worker_stopped()
 
@@ -126,6 +133,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.db = db
     app.state.metrics = metrics
+    app.state.sale_writer = sale_writer
     app.state.import_slots = ImportSlots(settings.MAX_CONCURRENT_IMPORTS)
     app.state.model_cache = ActiveModelCache(db, settings.MODEL_REFRESH_SECONDS)
     app.state.live = LiveAccuracyTracker(

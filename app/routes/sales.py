@@ -1,19 +1,15 @@
 import asyncio
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel
-from sqlalchemy.orm import Session
 from starlette.datastructures import UploadFile
 from starlette.requests import ClientDisconnect
 
 from app import csv_import
-from app.config import Settings
 from app.deps import (
     WRITES,
     CallerDep,
@@ -21,11 +17,13 @@ from app.deps import (
     ImportCaller,
     MetricsDep,
     PageLimit,
+    PresentedKey,
     SessionDep,
     SettingsDep,
 )
 from app.errors import AppError, InvalidInput, RequestTimeout, too_long
 from app.fields import Cursor, RowId, Timestamp, from_cents, money_text
+from app.group_commit import GroupCommit
 from app.metrics import Metrics
 from app.routes import JsonRoute
 from app.schemas.common import ErrorBody
@@ -39,10 +37,12 @@ from app.schemas.sales import (
     SalePublic,
     SaleSample,
 )
-from app.security import Caller
 from app.services import idempotency, sales
 from app.services.aggregates import SalesFilter, check_period
-from app.services.sales import NewSale
+from app.services.sales import NewSale, SingleSale
+
+# The process's one writer of single sales: app/main.py makes it.
+SaleWriter = GroupCommit[SingleSale, idempotency.Answer]
 
 router = APIRouter(prefix="/api/v1/sales", tags=["sales"], route_class=JsonRoute)
 
@@ -58,86 +58,56 @@ IdempotencyKeyHeader = Annotated[
 ]
 
 
-def _new(record: SaleCreate) -> NewSale:
-    return NewSale(
-        carats=record.carats, price=record.price, store_id=record.store_id, sold_at=record.sold_at
+def _respond(answer: idempotency.Answer) -> Response:
+    return Response(
+        answer.body,
+        status_code=answer.status_code,
+        media_type="application/json",
+        headers={"Idempotent-Replayed": "true"} if answer.replayed else None,
     )
 
 
-@dataclass(frozen=True)
-class SaleWrite:
-    """What a request that records sales works with, and its Idempotency-Key."""
-
-    caller: Caller
-    session: Session
-    settings: Settings
-    metrics: Metrics
-    idempotency_key: str | None
-
-    def once(self, request: BaseModel, produce: Callable[[], BaseModel]) -> Response:
-        """Run ``produce`` once per Idempotency-Key; the key commits with the write it guards,
-        and the same key with the same validated body replays the first answer."""
-        claimed = None
-        if self.idempotency_key is not None:
-            outcome = idempotency.claim(
-                self.session,
-                self.caller.scope,
-                self.idempotency_key,
-                idempotency.fingerprint(type(request).__name__ + request.model_dump_json()),
-                timedelta(hours=self.settings.IDEMPOTENCY_TTL_HOURS),
-            )
-            if isinstance(outcome, idempotency.Replay):
-                return Response(
-                    outcome.body,
-                    status_code=outcome.status_code,
-                    media_type="application/json",
-                    headers={"Idempotent-Replayed": "true"},
-                )
-            claimed = outcome
-        payload = produce().model_dump_json()
-        if claimed is not None:
-            idempotency.complete(self.session, claimed, 201, payload)
-        return Response(payload, status_code=201, media_type="application/json")
+@router.post("", status_code=201, response_model=SalePublic)
+async def create_sale(
+    body: SaleCreate,
+    api_key: PresentedKey,
+    request: Request,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> Response:
+    """Record one sale. With a store key, store_id may be left out."""
+    # The hottest write path: the app's state is read here rather than through a dependency
+    # each (which cost about 15% of the request). The sale commits together with the single
+    # sales other requests record at the same time, and the key is checked in that
+    # transaction.
+    writer: SaleWriter = request.app.state.sale_writer
+    metrics: Metrics = request.app.state.metrics
+    answer = await writer.run(SingleSale(api_key, body, idempotency_key))
+    if not answer.replayed:
+        metrics.sales_ingested.labels("single").inc()
+    return _respond(answer)
 
 
-def _sale_write(
+@router.post("/batch", status_code=201, response_model=SaleBatchResult, dependencies=[WRITES])
+def create_batch(
+    body: SaleBatch,
     caller: CallerDep,
     session: SessionDep,
     settings: SettingsDep,
     metrics: MetricsDep,
     idempotency_key: IdempotencyKeyHeader = None,
-) -> SaleWrite:
-    return SaleWrite(caller, session, settings, metrics, idempotency_key)
-
-
-SaleWriteDep = Annotated[SaleWrite, Depends(_sale_write)]
-
-
-@router.post("", status_code=201, response_model=SalePublic, dependencies=[WRITES])
-def create_sale(body: SaleCreate, write: SaleWriteDep) -> Response:
-    """Record one sale. With a store key, store_id may be left out."""
-
-    def produce() -> SalePublic:
-        [sale] = sales.record_sales(write.session, write.caller, [_new(body)], loc=sales.in_body)
-        write.metrics.sales_ingested.labels("single").inc()
-        return SalePublic.from_row(sale)
-
-    return write.once(body, produce)
-
-
-@router.post("/batch", status_code=201, response_model=SaleBatchResult, dependencies=[WRITES])
-def create_batch(body: SaleBatch, write: SaleWriteDep) -> Response:
+) -> Response:
     """Record many sales: all of them, or none when any is invalid."""
-    limit = write.settings.MAX_BATCH_RECORDS
+    limit = settings.MAX_BATCH_RECORDS
     if len(body.records) > limit:
         raise too_long(["body", "records"], limit, len(body.records))
 
     def produce() -> SaleBatchResult:
-        stored = sales.record_sales(write.session, write.caller, [_new(r) for r in body.records])
-        write.metrics.sales_ingested.labels("batch").inc(len(stored))
+        stored = sales.record_sales(session, caller, [NewSale.of(r) for r in body.records])
+        metrics.sales_ingested.labels("batch").inc(len(stored))
         return SaleBatchResult(count=len(stored), items=[SalePublic.from_row(s) for s in stored])
 
-    return write.once(body, produce)
+    ttl = timedelta(hours=settings.IDEMPOTENCY_TTL_HOURS)
+    return _respond(idempotency.once(session, caller.scope, idempotency_key, body, ttl, produce))
 
 
 # The body is read in the handler, after the key and the import slot are settled, so FastAPI

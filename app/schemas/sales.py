@@ -1,6 +1,7 @@
 """Sales: one, a batch, a CSV import, a page, a sample."""
 
 from datetime import datetime
+from typing import Protocol
 
 from pydantic import (
     BaseModel,
@@ -8,8 +9,25 @@ from pydantic import (
 )
 
 from app.fields import Amount, BodyCarats, BodyId, Money, Price, Timestamp, from_cents
-from app.orm import Sale
 from app.schemas.common import Input
+
+
+class SaleFields(Protocol):
+    """A sale as stored: an ORM Sale, or the StoredSale an insert returns."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def store_id(self) -> int: ...
+    @property
+    def carats(self) -> float: ...
+    @property
+    def price_cents(self) -> int: ...
+    @property
+    def sold_at(self) -> datetime: ...
+    @property
+    def created_at(self) -> datetime: ...
+
 
 # Sales
 
@@ -30,7 +48,7 @@ class SalePublic(BaseModel):
     created_at: datetime
 
     @classmethod
-    def from_row(cls, sale: Sale) -> "SalePublic":
+    def from_row(cls, sale: SaleFields) -> "SalePublic":
         return cls(
             id=sale.id,
             store_id=sale.store_id,

@@ -4,8 +4,26 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.config import Settings
+from app.errors import Unauthorized
 from app.orm import AdminKey, Store
-from app.security import Caller, hash_key, keys_match, new_key
+from app.security import MAX_KEY_LENGTH, Caller, hash_key, keys_match, new_key
+
+
+def presented_key(key: str | None) -> str:
+    """The key a request presents in X-API-Key; Unauthorized when it presents none."""
+    if not key:
+        raise Unauthorized("missing X-API-Key header")
+    return key
+
+
+def authenticate(session: Session, settings: Settings, key: str | None) -> Caller:
+    """Who holds the key; Unauthorized for none, or one that is unknown or revoked."""
+    key = presented_key(key)
+    # No key is longer: a wrong key, not a malformed request.
+    caller = identify(session, settings, key) if len(key) <= MAX_KEY_LENGTH else None
+    if caller is None:
+        raise Unauthorized("unknown or revoked API key")
+    return caller
 
 
 def identify(session: Session, settings: Settings, key: str) -> Caller | None:

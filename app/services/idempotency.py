@@ -2,68 +2,194 @@
 
 The key row is written first, in the same transaction as the write it guards, so the
 acknowledgement and the key commit together or not at all. On PostgreSQL a request whose key
-is held by another request still in flight gets 409 (a transaction-scoped advisory lock on the
-key says so); on SQLite writers are serialised, so the second waits and then replays.
+is held by another transaction still in flight gets 409 (a transaction-scoped advisory lock on
+the key says so); on SQLite writers are serialised, so the second waits and then replays. Two
+requests with one key in the same group commit (app/group_commit.py) share a transaction: the
+second replays the first, and both are answered once it has committed.
 """
 
 import hashlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Protocol
 
-from sqlalchemy import delete, func, select
-from sqlalchemy.exc import IntegrityError
+from pydantic import BaseModel
+from sqlalchemy import ColumnElement, and_, bindparam, delete, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from app.db import backend
-from app.errors import Conflict, InvalidInput
+from app.errors import AppError, Conflict, InvalidInput
 from app.orm import IdempotencyKey, utcnow
+
+KEYS = IdempotencyKey.metadata.tables[IdempotencyKey.__tablename__]
+
+_ADD_KEYS = {
+    # A new key, or an expired one claimed afresh; a live one is left alone, and not returned.
+    name: (new := dialect.insert(KEYS))
+    .on_conflict_do_update(
+        index_elements=[KEYS.c.scope, KEYS.c.key],
+        set_={
+            "request_hash": new.excluded.request_hash,
+            "status_code": 0,
+            "response_body": "",
+            "created_at": new.excluded.created_at,
+        },
+        where=KEYS.c.created_at < bindparam("expired_before"),
+    )
+    .returning(KEYS.c.id, KEYS.c.scope, KEYS.c.key)
+    for name, dialect in (("sqlite", sqlite), ("postgresql", postgresql))
+}
+_COMPLETE = (
+    update(KEYS)
+    .where(KEYS.c.id == bindparam("claim_id"))
+    .values(status_code=bindparam("status"), response_body=bindparam("body"))
+)
 
 
 @dataclass(frozen=True)
-class Replay:
+class Answer:
+    """A write's response: its status, its JSON body, and whether it replays an earlier one."""
+
     status_code: int
     body: str
+    replayed: bool = False
 
 
-def fingerprint(canonical_body: str) -> str:
-    return hashlib.sha256(canonical_body.encode()).hexdigest()
+@dataclass(frozen=True)
+class Wanted:
+    """A request's Idempotency-Key, in the caller's scope, and its request's fingerprint."""
+
+    scope: str
+    key: str
+    request_hash: str
 
 
-def claim(
-    session: Session, scope: str, key: str, request_hash: str, ttl: timedelta
-) -> Replay | IdempotencyKey:
-    """Return the stored answer for this key, or a fresh claim to complete with `complete`."""
+@dataclass
+class Claim:
+    """A key this transaction wrote, to `complete` with the answer it guards."""
+
+    id: int
+    request_hash: str
+    status_code: int = 0
+    response_body: str = ""
+
+
+class Held(Protocol):
+    """A key with the answer it holds: a stored row, or a claim of this transaction."""
+
+    @property
+    def request_hash(self) -> str: ...
+    @property
+    def status_code(self) -> int: ...
+    @property
+    def response_body(self) -> str: ...
+
+
+def once(
+    session: Session,
+    scope: str,
+    key: str | None,
+    request: BaseModel,
+    ttl: timedelta,
+    produce: Callable[[], BaseModel],
+) -> Answer:
+    """Run ``produce`` once per Idempotency-Key (or every time without one): the key commits
+    with the write it guards, and the same key with the same validated body replays the
+    first answer."""
+    if key is None:
+        return Answer(201, produce().model_dump_json())
+    [outcome] = claim_all(session, [Wanted(scope, key, fingerprint(request))], ttl)
+    if isinstance(outcome, Exception):
+        raise outcome
+    if isinstance(outcome, Answer):
+        return outcome
+    body = produce().model_dump_json()
+    complete_all(session, [(outcome, 201, body)])
+    return Answer(201, body)
+
+
+def fingerprint(request: BaseModel) -> str:
+    """What identifies a request under its key: its validated body, so that 10 and "10.00"
+    are the same price."""
+    canonical = type(request).__name__ + request.model_dump_json()
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def claim_all(
+    session: Session, wanted: Sequence[Wanted], ttl: timedelta
+) -> list[Claim | Answer | AppError]:
+    """Claim each key (no two the same), in a few statements whatever their number: a fresh
+    claim, the stored answer to replay, or the error that request gets."""
+    outcomes: dict[tuple[str, str], Claim | Answer | AppError] = {}
+    free = list(wanted)
     if backend(session) == "postgresql":
-        lock = func.pg_try_advisory_xact_lock(func.hashtextextended(f"{scope}\x1f{key}", 0))
-        if not session.scalar(select(lock)):
-            raise Conflict(
-                "a request with this Idempotency-Key is in flight; retry",
-                headers={"Retry-After": "1"},
+        held = session.execute(
+            select(
+                *(
+                    func.pg_try_advisory_xact_lock(
+                        func.hashtextextended(f"{w.scope}\x1f{w.key}", 0)
+                    )
+                    for w in wanted
+                )
             )
-    session.execute(
-        delete(IdempotencyKey).where(
-            IdempotencyKey.scope == scope,
-            IdempotencyKey.key == key,
-            IdempotencyKey.created_at < utcnow() - ttl,
+        ).one()
+        busy = Conflict(
+            "a request with this Idempotency-Key is in flight; retry",
+            headers={"Retry-After": "1"},
         )
+        outcomes |= {(w.scope, w.key): busy for w, got in zip(wanted, held, strict=True) if not got}
+        free = [w for w, got in zip(wanted, held, strict=True) if got]
+    if not free:
+        return [outcomes[w.scope, w.key] for w in wanted]
+    now = utcnow()
+    added = session.execute(
+        _ADD_KEYS[backend(session)],
+        [
+            {
+                "scope": w.scope,
+                "key": w.key,
+                "request_hash": w.request_hash,
+                "status_code": 0,
+                "response_body": "",
+                "created_at": now,
+                "expired_before": now - ttl,
+            }
+            for w in free
+        ],
     )
-    row = IdempotencyKey(
-        scope=scope, key=key, request_hash=request_hash, status_code=0, response_body=""
+    claimed = {(row.scope, row.key): row.id for row in added}
+    taken = [w for w in free if (w.scope, w.key) not in claimed]
+    stored = (
+        {(row.scope, row.key): row for row in session.execute(select(KEYS).where(_these(taken)))}
+        if taken
+        else {}
     )
-    try:
-        with session.begin_nested():
-            session.add(row)
-    except IntegrityError:
-        existing = session.scalar(
-            select(IdempotencyKey).where(IdempotencyKey.scope == scope, IdempotencyKey.key == key)
-        )
-        if existing is None:  # the other request rolled back between our insert and this read
-            raise Conflict("a request with this Idempotency-Key is in flight; retry") from None
-        return _replay(existing, request_hash)
-    return row
+    for w in free:
+        if (claim_id := claimed.get((w.scope, w.key))) is not None:
+            outcomes[w.scope, w.key] = Claim(claim_id, w.request_hash)
+        elif (existing := stored.get((w.scope, w.key))) is None:
+            # The request that held it rolled back between our insert and this read.
+            outcomes[w.scope, w.key] = Conflict(
+                "a request with this Idempotency-Key is in flight; retry"
+            )
+        else:
+            try:
+                outcomes[w.scope, w.key] = replay(existing, w.request_hash)
+            except AppError as exc:
+                outcomes[w.scope, w.key] = exc
+    return [outcomes[w.scope, w.key] for w in wanted]
 
 
-def _replay(existing: IdempotencyKey, request_hash: str) -> Replay:
+def _these(wanted: Sequence[Wanted]) -> ColumnElement[bool]:
+    # An OR of pairs, not a row-value IN, which SQLite answers with a scan of the table.
+    return or_(*(and_(KEYS.c.scope == w.scope, KEYS.c.key == w.key) for w in wanted))
+
+
+def replay(existing: Held, request_hash: str) -> Answer:
+    """The answer a request gets whose key ``existing`` holds: the first answer again, or an
+    error when the bodies differ or the first has no answer yet."""
     if existing.request_hash != request_hash:
         raise InvalidInput.at(
             ["header", "Idempotency-Key"],
@@ -72,10 +198,24 @@ def _replay(existing: IdempotencyKey, request_hash: str) -> Replay:
         )
     if existing.status_code == 0:
         raise Conflict("a request with this Idempotency-Key is in flight; retry")
-    return Replay(existing.status_code, existing.response_body)
+    return Answer(existing.status_code, existing.response_body, replayed=True)
 
 
-def complete(session: Session, claimed: IdempotencyKey, status_code: int, body: str) -> None:
-    claimed.status_code = status_code
-    claimed.response_body = body
-    session.flush()
+def release(session: Session, claim_ids: Sequence[int]) -> None:
+    """Give back keys claimed for requests that then failed: they store nothing."""
+    if claim_ids:
+        session.execute(delete(KEYS).where(KEYS.c.id.in_(claim_ids)))
+
+
+def complete_all(session: Session, answered: Sequence[tuple[Claim, int, str]]) -> None:
+    """Keep each answer with the key claimed for it, in one statement."""
+    for claim, status_code, body in answered:
+        claim.status_code, claim.response_body = status_code, body
+    if answered:
+        session.execute(
+            _COMPLETE,
+            [
+                {"claim_id": c.id, "status": c.status_code, "body": c.response_body}
+                for c, _, _ in answered
+            ],
+        )

@@ -2,19 +2,25 @@
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
-from app.errors import Forbidden, InvalidInput, Loc, NotFound, error_item
+from app.config import Settings
+from app.db import backend
+from app.errors import AppError, Forbidden, InvalidInput, Loc, NotFound
 from app.fields import to_cents
 from app.orm import DeletedSale, Sale, Store, utcnow
+from app.schemas.sales import SaleCreate, SalePublic
 from app.security import Caller
+from app.services import idempotency
 from app.services.aggregates import SalesFilter
+from app.services.auth import authenticate
+from app.services.idempotency import Answer, Claim, Wanted
 
 # A sample draws at most this many random ids, however sparse a store's sales are.
 MAX_SAMPLE_PROBES = 100_000
@@ -26,6 +32,10 @@ class NewSale:
     price: Decimal
     store_id: int | None = None
     sold_at: datetime | None = None
+
+    @classmethod
+    def of(cls, record: SaleCreate) -> "NewSale":
+        return cls(record.carats, record.price, record.store_id, record.sold_at)
 
 
 # Where the store_id of the record at an index sits in the request, for error locations.
@@ -40,46 +50,189 @@ def in_body(_: int) -> Loc:
     return ["body", "store_id"]
 
 
+def known_stores(session: Session, named: Sequence[tuple[Caller, int | None]]) -> set[int]:
+    """Which of the stores that callers name exist, in one query."""
+    # A store key's own store exists: the key was found on it, and stores are never deleted.
+    own = {caller.store_id for caller, _ in named if caller.store_id is not None}
+    others = {store_id for _, store_id in named if store_id is not None} - own
+    if not others:
+        return own
+    return own | set(session.scalars(select(Store.id).where(Store.id.in_(others))))
+
+
+def _store_id(caller: Caller, named_id: int | None, known: set[int], loc: Loc) -> int:
+    """The store of a record: Forbidden for another store's, InvalidInput for a missing one."""
+    caller.check_store(named_id)
+    if named_id is None and caller.store_id is not None:
+        return caller.store_id
+    if named_id is None:
+        raise InvalidInput.at(loc, "required when using the admin key", "missing")
+    if named_id not in known:
+        raise InvalidInput.at(loc, f"no store with id {named_id}")
+    return named_id
+
+
 def check_store_ids(
     session: Session, caller: Caller, wanted: Sequence[int | None], loc: StoreIdLoc
 ) -> list[int]:
     """The store of each record, checked against the caller; every problem is reported."""
-    named = {store_id for store_id in wanted if store_id is not None}
-    known = set(session.scalars(select(Store.id).where(Store.id.in_(named)))) if named else set()
+    known = known_stores(session, [(caller, store_id) for store_id in wanted])
     errors: list[dict[str, Any]] = []
     ids: list[int] = []
     for index, named_id in enumerate(wanted):
-        caller.check_store(named_id)
-        if named_id is None and caller.store_id is not None:
-            ids.append(caller.store_id)
-        elif named_id is None:
-            errors.append(error_item(loc(index), "required when using the admin key", "missing"))
-        elif named_id not in known:
-            errors.append(error_item(loc(index), f"no store with id {named_id}"))
-        else:
-            ids.append(named_id)
+        try:
+            ids.append(_store_id(caller, named_id, known, loc(index)))
+        except InvalidInput as exc:
+            errors += exc.detail
     if errors:
         raise InvalidInput(errors)
     return ids
 
 
+SALES = Sale.metadata.tables[Sale.__tablename__]
+_COLUMNS = ("store_id", "carats", "price_cents", "sold_at", "created_at")
+_COPY_SALES = f"COPY {SALES.name} (id, {', '.join(_COLUMNS)}) FROM STDIN"
+
+
+@dataclass(frozen=True, slots=True)
+class StoredSale:
+    """A sale as inserted, with its id: what the database holds, without reading it back."""
+
+    id: int
+    store_id: int
+    carats: float
+    price_cents: int
+    sold_at: datetime
+    created_at: datetime
+
+
+def sale_row(store_id: int, record: NewSale, now: datetime) -> dict[str, Any]:
+    """The columns of a new sale, other than its id."""
+    return {
+        "store_id": store_id,
+        "carats": record.carats,
+        "price_cents": to_cents(record.price),
+        "sold_at": record.sold_at or now,
+        "created_at": now,
+    }
+
+
+def insert_sales(session: Session, rows: Sequence[dict[str, Any]]) -> list[StoredSale]:
+    """Insert the rows by the fastest path the backend has, with no object per row: SQLite's
+    executemany, PostgreSQL's COPY. Returns the sales stored, in the order of the rows."""
+    if not rows:
+        return []
+    ids: Sequence[int]
+    if backend(session) == "sqlite":
+        session.execute(insert(SALES), rows)
+        # AUTOINCREMENT numbers the rows of one transaction consecutively: it holds the write
+        # lock from its first insert, and no id is ever reused or skipped within it.
+        last = session.scalar(select(func.last_insert_rowid()))
+        assert last is not None
+        ids = range(last - len(rows) + 1, last + 1)
+    else:
+        # The ids are drawn from the sequence first (no other transaction can get them), so
+        # that the rows can go in by COPY, which returns nothing.
+        draw = select(func.nextval(func.pg_get_serial_sequence(SALES.name, "id")))
+        ids = list(session.scalars(draw.select_from(func.generate_series(1, len(rows)))))
+        psycopg = session.connection().connection.driver_connection
+        assert psycopg is not None
+        with psycopg.cursor() as cursor, cursor.copy(_COPY_SALES) as copy:
+            for sale_id, row in zip(ids, rows, strict=True):
+                copy.write_row((sale_id, *(row[c] for c in _COLUMNS)))
+    return [StoredSale(sale_id, **row) for sale_id, row in zip(ids, rows, strict=True)]
+
+
 def record_sales(
     session: Session, caller: Caller, records: Sequence[NewSale], *, loc: StoreIdLoc = in_batch
-) -> list[Sale]:
-    """Insert all records or none, in one multi-row INSERT ... RETURNING."""
+) -> list[StoredSale]:
+    """Insert all records or none; returns the sales stored, in the order of the records."""
     store_ids = check_store_ids(session, caller, [r.store_id for r in records], loc)
     now = utcnow()
-    rows = [
-        {
-            "store_id": store_id,
-            "carats": record.carats,
-            "price_cents": to_cents(record.price),
-            "sold_at": record.sold_at or now,
-            "created_at": now,
-        }
-        for store_id, record in zip(store_ids, records, strict=True)
-    ]
-    return list(session.scalars(insert(Sale).returning(Sale, sort_by_parameter_order=True), rows))
+    return insert_sales(
+        session,
+        [sale_row(store_id, r, now) for store_id, r in zip(store_ids, records, strict=True)],
+    )
+
+
+@dataclass(frozen=True)
+class SingleSale:
+    """A request to record one sale: the API key it presents, the sale, its Idempotency-Key."""
+
+    api_key: str
+    request: SaleCreate
+    idempotency_key: str | None
+
+
+def record_single_sales(
+    session: Session, settings: Settings, singles: Sequence[SingleSale]
+) -> list[Answer | Exception]:
+    """Record the single sales of many requests together (app/group_commit.py), in a few
+    statements whatever their number: each request's answer, or its own error, in order.
+
+    A request that fails stores nothing, its Idempotency-Key included. The checks come in the
+    order a lone request makes them: its API key, its Idempotency-Key, then its store. Every
+    check is made before the INSERT, which only an error of the database itself can fail.
+    """
+    ttl = timedelta(hours=settings.IDEMPOTENCY_TTL_HOURS)
+    outcomes: list[Answer | Exception | None] = [None] * len(singles)
+    callers: dict[str, Caller] = {}
+    accepted: list[tuple[int, Caller, NewSale]] = []
+    wanted: dict[int, Wanted] = {}
+    # A key a request of this group claims again: answered after the first (a replay, or a
+    # fresh claim if the first failed), in a second pass over the same transaction.
+    again: list[int] = []
+    keys: set[tuple[str, str]] = set()
+    for index, single in enumerate(singles):
+        try:
+            caller = callers.get(single.api_key) or authenticate(session, settings, single.api_key)
+        except AppError as exc:
+            outcomes[index] = exc
+            continue
+        callers[single.api_key] = caller
+        key = single.idempotency_key
+        if key is not None:
+            if (caller.scope, key) in keys:
+                again.append(index)
+                continue
+            keys.add((caller.scope, key))
+            wanted[index] = Wanted(caller.scope, key, idempotency.fingerprint(single.request))
+        accepted.append((index, caller, NewSale.of(single.request)))
+    claims = dict(
+        zip(wanted, idempotency.claim_all(session, list(wanted.values()), ttl), strict=True)
+    )
+    known = known_stores(session, [(caller, record.store_id) for _, caller, record in accepted])
+    now = utcnow()
+    to_insert: list[tuple[int, dict[str, Any], Claim | None]] = []
+    released: list[int] = []
+    for index, caller, record in accepted:
+        claim = claims.get(index)
+        if isinstance(claim, Answer | AppError):
+            outcomes[index] = claim
+            continue
+        try:
+            store_id = _store_id(caller, record.store_id, known, ["body", "store_id"])
+        except AppError as exc:
+            outcomes[index] = exc
+            if claim is not None:
+                released.append(claim.id)
+            continue
+        to_insert.append((index, sale_row(store_id, record, now), claim))
+    idempotency.release(session, released)
+    stored = insert_sales(session, [row for _, row, _ in to_insert])
+    answered: list[tuple[Claim, int, str]] = []
+    for (index, _, claim), sale in zip(to_insert, stored, strict=True):
+        body = SalePublic.from_row(sale).model_dump_json()
+        if claim is not None:
+            answered.append((claim, 201, body))
+        outcomes[index] = Answer(201, body)
+    idempotency.complete_all(session, answered)
+    if again:
+        later = record_single_sales(session, settings, [singles[i] for i in again])
+        for index, outcome in zip(again, later, strict=True):
+            outcomes[index] = outcome
+    # Every request was answered above: by the INSERT, by its key, or by its error.
+    return cast(list[Answer | Exception], outcomes)
 
 
 def _visible_sale(session: Session, caller: Caller, sale_id: int) -> Sale:
