@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 from app.config import Settings
 from app.db import Database, begin_writing
 from app.errors import Forbidden, InvalidInput, TooManyRequests
+from app.fields import IntegerText
 from app.live import LiveAccuracyTracker
 from app.metrics import Metrics
 from app.model_cache import ActiveModelCache
@@ -143,7 +144,9 @@ DEFAULT_PAGE_SIZE = 100
 def page_limit(
     settings: SettingsDep,
     limit: Annotated[
-        int | None, Query(ge=1, description="Items per page (default 100), at most the maximum.")
+        int | None,
+        Query(ge=1, description="Items per page (default 100), at most the maximum."),
+        IntegerText,
     ] = None,
 ) -> int:
     """The page size asked for, within JEWELRY_MAX_PAGE_SIZE (which the OpenAPI schema

@@ -22,7 +22,7 @@ from app.deps import (
     SettingsDep,
 )
 from app.errors import AppError, InvalidInput, RequestTimeout, too_long
-from app.fields import Cursor, RowId, Timestamp, from_cents, money_text
+from app.fields import Cursor, IntegerText, RowId, Timestamp, from_cents, money_text
 from app.group_commit import GroupCommit
 from app.metrics import Metrics
 from app.routes import JsonRoute
@@ -213,7 +213,7 @@ def sample_sales(
     caller: CallerDep,
     session: SessionDep,
     store_id: Annotated[RowId | None, Query()] = None,
-    size: Annotated[int, Query(ge=1, le=10_000)] = 2_000,
+    size: Annotated[int, Query(ge=1, le=10_000), IntegerText] = 2_000,
 ) -> SaleSample:
     """A uniform sample of the sales (carats and price), for plotting millions of them."""
     n, points = sales.sample_sales(session, caller, store_id=store_id, size=size, seed=0)
@@ -266,13 +266,13 @@ def export_csv(
     )
 
 
-@router.get("/{sale_id:int}", response_model=SalePublic)
+@router.get("/{sale_id}", response_model=SalePublic)
 def get_sale(sale_id: RowId, caller: CallerDep, session: SessionDep) -> SalePublic:
     """One sale."""
     return SalePublic.from_row(sales.get_sale(session, caller, sale_id))
 
 
-@router.delete("/{sale_id:int}", status_code=204, dependencies=[WRITES])
+@router.delete("/{sale_id}", status_code=204, dependencies=[WRITES])
 def delete_sale(sale_id: RowId, caller: CallerDep, session: SessionDep) -> Response:
     """Delete one sale (a correction); models already trained keep what they learned."""
     sales.delete_sale(session, caller, sale_id)

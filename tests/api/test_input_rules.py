@@ -214,6 +214,13 @@ def test_an_integer_query_or_path_parameter_is_plain_digits(client: TestClient, 
         error = detail(client.get(path, params={"store_id": text}, headers=ADMIN))
         assert error["loc"] == loc
         assert error["msg"] == f"Value error, {WHOLE}"
+    for name, path in [("limit", "/api/v1/sales"), ("size", "/api/v1/sales/sample")]:
+        error = detail(client.get(path, params={name: text}, headers=ADMIN))
+        assert error["loc"] == ["query", name]
+        assert error["msg"] == f"Value error, {WHOLE}"
+    for method in ("GET", "DELETE"):
+        error = detail(client.request(method, f"/api/v1/sales/{text}", headers=ADMIN))
+        assert error["loc"] == ["path", "sale_id"]
     rotate = client.post(f"/api/v1/stores/{text}/key", headers=ADMIN)
     assert detail(rotate)["loc"] == ["path", "store_id"]
     assert client.get("/api/v1/sales", params={"store_id": "1"}, headers=ADMIN).status_code == 200
