@@ -45,7 +45,12 @@ def make_engine(settings: Settings) -> Engine:
             connect_args={"options": f"-c statement_timeout={settings.DB_STATEMENT_TIMEOUT_MS}"},
         )
 
-    engine = create_engine(url, connect_args={"check_same_thread": False})
+    engine = create_engine(
+        url,
+        pool_size=settings.DB_POOL_SIZE,
+        max_overflow=settings.DB_MAX_OVERFLOW,
+        connect_args={"check_same_thread": False},
+    )
     busy_ms = settings.SQLITE_BUSY_TIMEOUT_MS
 
     if url.database and url.database != ":memory:":
@@ -88,6 +93,8 @@ class Database:
 
     def __init__(self, settings: Settings) -> None:
         self.engine = make_engine(settings)
+        # Connections the pool gives out at most (then a checkout waits, up to 30 s).
+        self.capacity = settings.DB_POOL_SIZE + settings.DB_MAX_OVERFLOW
         writer = self.engine.execution_options(**{SQLITE_BEGIN: "IMMEDIATE"})
         # One snapshot for every statement of a transaction: SQLite's read transactions in WAL
         # mode are snapshots already; PostgreSQL's default (READ COMMITTED) is not.

@@ -1,5 +1,6 @@
 """Dependencies that routes declare: sessions, settings and who is calling."""
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 from typing import Annotated
 
@@ -7,7 +8,7 @@ from fastapi import Depends, Header, Query, Request
 from sqlalchemy.orm import Session
 
 from app.config import Settings
-from app.db import Database, begin_writing
+from app.db import Database, backend, begin_writing
 from app.errors import Forbidden, InvalidInput, TooManyRequests
 from app.fields import IntegerText
 from app.live import LiveAccuracyTracker
@@ -46,7 +47,50 @@ LiveDep = Annotated[LiveAccuracyTracker, Depends(get_live)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
-def _request_session(db: DatabaseDep) -> Iterator[Session]:
+class Turns:
+    """How many requests of this process may hold a database session at once, and how many
+    may write. The others wait for their turn on the event loop, where waiting costs nothing:
+    waiting in the thread pool instead, 40 threads blocked on SQLite's write lock (or on the
+    last pooled PostgreSQL connection) left none for the request that held it, and bursts
+    of a hundred requests got 503s and 500s."""
+
+    # Connections left to what is not a request's session: the model and live caches'
+    # refreshes, housekeeping, the group commit's writer, a training's lease and snapshot.
+    RESERVED = 4
+
+    def __init__(self, db: Database) -> None:
+        self.sessions = asyncio.Semaphore(max(1, db.capacity - self.RESERVED))
+        # SQLite has one writer at a time anyway; PostgreSQL locks rows, not the database.
+        self.writers = asyncio.Semaphore(1) if backend(db.engine) == "sqlite" else None
+
+
+async def get_turns(request: Request) -> Turns:
+    return request.app.state.turns
+
+
+TurnsDep = Annotated[Turns, Depends(get_turns)]
+
+
+async def _session_turn(turns: TurnsDep) -> AsyncIterator[None]:
+    async with turns.sessions:
+        yield
+
+
+async def _write_turn(turns: TurnsDep) -> AsyncIterator[None]:
+    if turns.writers is None:
+        yield
+        return
+    async with turns.writers:
+        yield
+
+
+# scope="function", as the session's: the turn ends when the transaction does, not after
+# the response has been sent.
+SessionTurn = Annotated[None, Depends(_session_turn, scope="function")]
+WriteTurn = Annotated[None, Depends(_write_turn, scope="function")]
+
+
+def _request_session(_: SessionTurn, db: DatabaseDep) -> Iterator[Session]:
     with db.session() as session:
         yield session
 
@@ -58,12 +102,14 @@ def _request_session(db: DatabaseDep) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(_request_session, scope="function")]
 
 
-def _writes(session: SessionDep) -> None:
+def _writes(_: WriteTurn, session: SessionDep) -> None:
     begin_writing(session)
 
 
 # A route that writes says so with dependencies=[WRITES]: route dependencies run before its
-# parameters, so the transaction begins as a writer before the key is checked in it.
+# parameters, so the transaction begins as a writer before the key is checked in it. The
+# write turn comes before the session's turn, always in that order, so that no writer holds
+# a session turn while it waits to write.
 WRITES = Depends(_writes)
 
 ApiKeyHeader = Annotated[

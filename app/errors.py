@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 
 log = logging.getLogger("app.errors")
@@ -157,6 +158,10 @@ def as_app_error(request: Request, exc: Exception) -> AppError:
                 for e in exc.errors()
             ]
         )
+    if isinstance(exc, PoolTimeout):
+        # Every pooled connection stayed in use for the pool's timeout.
+        log.warning("no database connection free on %s", request.url.path)
+        return Unavailable("the service is busy: every database connection is in use; retry")
     if isinstance(exc, OperationalError):
         # A lock wait that ran out or a database that went away: the client may retry.
         log.warning("database unavailable on %s: %s", request.url.path, exc.orig)
@@ -187,5 +192,5 @@ async def _render(request: Request, exc: Exception) -> JSONResponse:
 
 def install_error_handlers(app: FastAPI) -> None:
     """One handler renders every error; FastAPI asks for it once per exception type."""
-    for kind in (AppError, HTTPException, RequestValidationError, OperationalError):
+    for kind in (AppError, HTTPException, RequestValidationError, OperationalError, PoolTimeout):
         app.add_exception_handler(kind, _render)

@@ -14,7 +14,7 @@ from fastapi.concurrency import run_in_threadpool
 from app import migrate
 from app.config import Settings
 from app.db import Database
-from app.deps import KEY_FOR_READS, ImportSlots
+from app.deps import KEY_FOR_READS, ImportSlots, Turns
 from app.errors import install_error_handlers
 from app.group_commit import GroupCommit
 from app.live import LiveAccuracyTracker
@@ -135,6 +135,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = metrics
     app.state.sale_writer = sale_writer
     app.state.import_slots = ImportSlots(settings.MAX_CONCURRENT_IMPORTS)
+    app.state.turns = Turns(db)
     app.state.model_cache = ActiveModelCache(db, settings.MODEL_REFRESH_SECONDS)
     app.state.live = LiveAccuracyTracker(
         db, settings.MODEL_REFRESH_SECONDS, settings.DELETED_SALES_KEEP_HOURS * 3600
