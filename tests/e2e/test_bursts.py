@@ -30,11 +30,13 @@ def server(database_url: str, tmp_path: Path) -> Iterator[Server]:
 
 
 def burst(server: Server, send: Callable[[httpx.Client, int], httpx.Response]) -> list[int]:
-    with httpx.Client(
-        base_url=server.base_url, timeout=60, limits=httpx.Limits(max_connections=BURST)
-    ) as http:
-        with ThreadPoolExecutor(BURST) as pool:
-            return [r.status_code for r in pool.map(lambda i: send(http, i), range(BURST))]
+    with (
+        httpx.Client(
+            base_url=server.base_url, timeout=60, limits=httpx.Limits(max_connections=BURST)
+        ) as http,
+        ThreadPoolExecutor(BURST) as pool,
+    ):
+        return [r.status_code for r in pool.map(lambda i: send(http, i), range(BURST))]
 
 
 def test_a_burst_of_writes_and_reads_waits_its_turn(server: Server) -> None:
