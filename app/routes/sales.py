@@ -249,15 +249,13 @@ def export_csv(
     )
 
     def lines() -> Iterator[str]:
-        # One snapshot for the whole file, however long the client takes to read it.
-        with db.session(snapshot=True) as session:
-            yield EXPORT_COLUMNS
-            for chunk in sales.export_rows(session, where):
-                yield "".join(
-                    f"{s.carats!r},{from_cents(s.price_cents)},"
-                    f"{s.sold_at.isoformat().replace('+00:00', 'Z')},{s.store_id}\n"
-                    for s in chunk
-                )
+        yield EXPORT_COLUMNS
+        for chunk in sales.export_rows(db, where):
+            yield "".join(
+                f"{s.carats!r},{from_cents(s.price_cents)},"
+                f"{s.sold_at.isoformat().replace('+00:00', 'Z')},{s.store_id}\n"
+                for s in chunk
+            )
 
     return StreamingResponse(
         lines(),

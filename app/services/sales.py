@@ -11,7 +11,7 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from app.config import Settings
-from app.db import backend
+from app.db import Database, backend
 from app.errors import AppError, Forbidden, InvalidInput, Loc, NotFound
 from app.fields import to_cents
 from app.orm import DeletedSale, Sale, Store, utcnow
@@ -323,19 +323,24 @@ def sample_sales(
     return n, found[:size]
 
 
-def export_rows(session: Session, where: SalesFilter, chunk: int = 10_000) -> Iterator[list[Sale]]:
-    """The matching sales in id order, a chunk at a time (keyset pagination); the caller has
-    limited ``where`` to the stores its key may see (visible_store)."""
+def export_rows(db: Database, where: SalesFilter, chunk: int = 10_000) -> Iterator[list[Sale]]:
+    """The matching sales in id order, a chunk at a time (keyset pagination), each chunk read
+    in a short transaction of its own: a reader slower than the writers must not hold a
+    snapshot open (SQLite's WAL, PostgreSQL's vacuum would grow behind it for as long as it
+    reads). Every sale that exists for the whole export is in it once; one added or deleted
+    meanwhile may be or not. The caller has limited ``where`` to the stores its key may see
+    (visible_store)."""
     after = 0
     while True:
-        rows = list(
-            session.scalars(
-                select(Sale)
-                .where(*where.conditions(), Sale.id > after)
-                .order_by(Sale.id)
-                .limit(chunk)
+        with db.session() as session:
+            rows = list(
+                session.scalars(
+                    select(Sale)
+                    .where(*where.conditions(), Sale.id > after)
+                    .order_by(Sale.id)
+                    .limit(chunk)
+                )
             )
-        )
         if not rows:
             return
         after = rows[-1].id

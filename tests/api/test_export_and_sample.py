@@ -5,7 +5,11 @@ import io
 
 from fastapi.testclient import TestClient
 
-from tests.helpers import ADMIN, new_store
+from app.config import Settings
+from app.db import Database
+from app.services import sales
+from app.services.aggregates import SalesFilter
+from tests.helpers import ADMIN, add_sales, new_store
 
 
 def all_sales(client: TestClient, headers: dict[str, str]) -> list[tuple]:  # type: ignore[type-arg]
@@ -83,3 +87,24 @@ def test_a_sample_is_bounded_uniform_and_a_stores_own(client: TestClient) -> Non
         client.get("/api/v1/sales/sample", params={"store_id": other_id}, headers=key).status_code
         == 403
     )
+
+
+def test_an_export_holds_no_transaction_while_its_reader_is_slow(
+    client: TestClient, settings: Settings
+) -> None:
+    """Each chunk is read in a transaction of its own: a reader slower than the writers must
+    not hold a snapshot that SQLite's WAL, or PostgreSQL's vacuum, would grow behind."""
+    _, key = new_store(client)
+    add_sales(client, key, [(1 + i, f"{100 + i}") for i in range(5)])
+    db = Database(settings)
+    try:
+        chunks = sales.export_rows(db, SalesFilter(), chunk=2)
+        first = next(chunks)
+        assert db.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+        added = client.post("/api/v1/sales", json={"carats": 9, "price": 9}, headers=key)
+        assert added.status_code == 201
+        rest = [sale for chunk in chunks for sale in chunk]
+        assert [s.id for s in first + rest] == sorted({s.id for s in first + rest})
+        assert len(first + rest) == 6  # the sale added after the first chunk comes last
+    finally:
+        db.dispose()
