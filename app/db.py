@@ -34,6 +34,13 @@ def backend(target: Session | Connection | Engine | str) -> str:
     return bind.dialect.name
 
 
+def _with_statement_timeout(given: str | tuple[str, ...] | None, settings: Settings) -> str:
+    """The URL's own ``options`` (a search_path, say), which connect_args would replace,
+    and the statement timeout."""
+    own = " ".join((given,) if isinstance(given, str) else given or ())
+    return f"{own} -c statement_timeout={settings.DB_STATEMENT_TIMEOUT_MS}".strip()
+
+
 def make_engine(settings: Settings) -> Engine:
     url = make_url(settings.DATABASE_URL)
     if backend(settings.DATABASE_URL) != "sqlite":
@@ -42,7 +49,7 @@ def make_engine(settings: Settings) -> Engine:
             pool_pre_ping=True,
             pool_size=settings.DB_POOL_SIZE,
             max_overflow=settings.DB_MAX_OVERFLOW,
-            connect_args={"options": f"-c statement_timeout={settings.DB_STATEMENT_TIMEOUT_MS}"},
+            connect_args={"options": _with_statement_timeout(url.query.get("options"), settings)},
         )
 
     engine = create_engine(

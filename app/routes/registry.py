@@ -1,6 +1,7 @@
 from collections.abc import Sequence
 
 from fastapi import APIRouter, Response
+from starlette.convertors import StringConvertor, register_url_convertor
 
 from app.db import after_commit
 from app.deps import WRITES, AdminDep, LiveDep, ModelCacheDep, PageLimit, SessionDep
@@ -19,6 +20,15 @@ from models import ModelError, SufficientStats
 from models.descent import FeatureSpace, Quadratic
 
 router = APIRouter(prefix="/api/v1/models", tags=["models"], route_class=JsonRoute)
+
+
+class _VersionSegment(StringConvertor):
+    """Any path segment but ``active``, whose own route must answer its other methods 405."""
+
+    regex = r"(?!active$)[^/]+"
+
+
+register_url_convertor("version", _VersionSegment())
 
 
 def present(
@@ -55,16 +65,16 @@ def active_model(session: SessionDep, live: LiveDep) -> ModelVersionPublic:
     return present([row], row.version, live)[0]
 
 
-# No :int convertor: a path that cannot name a version (/models/-1, /models/x) is a 422
-# naming {version}, as /models/0 is; one that could but does not is a 404.
-@router.get("/{version}", response_model=ModelVersionPublic)
+# Not :int: a path that cannot name a version (/models/-1, /models/x) is a 422 naming
+# {version}, as /models/0 is; one that could but does not is a 404.
+@router.get("/{version:version}", response_model=ModelVersionPublic)
 def get_model(version: RowId, session: SessionDep, live: LiveDep) -> ModelVersionPublic:
     """One version."""
     row = registry.get_version(session, version)
     return present([row], registry.active_version(session), live)[0]
 
 
-@router.get("/{version}/cost-history", response_model=DescentHistory)
+@router.get("/{version:version}/cost-history", response_model=DescentHistory)
 def cost_history(version: RowId, session: SessionDep) -> DescentHistory:
     """The cost J and the two prices by iteration during the fit (at most 1,000 points),
     and the cost surface they went down."""
@@ -89,7 +99,9 @@ def _surface(row: ModelVersion) -> CostSurface | None:
     )
 
 
-@router.post("/{version}/activate", response_model=ModelVersionPublic, dependencies=[WRITES])
+@router.post(
+    "/{version:version}/activate", response_model=ModelVersionPublic, dependencies=[WRITES]
+)
 def activate(
     version: RowId, _: AdminDep, session: SessionDep, cache: ModelCacheDep, live: LiveDep
 ) -> ModelVersionPublic:
@@ -100,7 +112,7 @@ def activate(
     return present([row], row.version, live)[0]
 
 
-@router.delete("/{version}", status_code=204, dependencies=[WRITES])
+@router.delete("/{version:version}", status_code=204, dependencies=[WRITES])
 def delete_model(version: RowId, _: AdminDep, session: SessionDep, live: LiveDep) -> Response:
     """Drop a version that is not active (409 for the active one)."""
     registry.delete_version(session, version)

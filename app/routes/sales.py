@@ -264,13 +264,13 @@ def export_csv(
     )
 
 
-@router.get("/{sale_id}", response_model=SalePublic)
+@router.get("/{sale_id:int}", response_model=SalePublic)
 def get_sale(sale_id: RowId, caller: CallerDep, session: SessionDep) -> SalePublic:
     """One sale."""
     return SalePublic.from_row(sales.get_sale(session, caller, sale_id))
 
 
-@router.delete("/{sale_id}", status_code=204, dependencies=[WRITES])
+@router.delete("/{sale_id:int}", status_code=204, dependencies=[WRITES])
 def delete_sale(sale_id: RowId, caller: CallerDep, session: SessionDep) -> Response:
     """Delete one sale (a correction); models already trained keep what they learned."""
     sales.delete_sale(session, caller, sale_id)
