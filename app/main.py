@@ -136,6 +136,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.sale_writer = sale_writer
     app.state.import_slots = ImportSlots(settings.MAX_CONCURRENT_IMPORTS)
     app.state.turns = Turns(db)
+    app.state.quote_slots = asyncio.Semaphore(2)  # big quote requests written at once
     app.state.model_cache = ActiveModelCache(db, settings.MODEL_REFRESH_SECONDS)
     app.state.live = LiveAccuracyTracker(
         db, settings.MODEL_REFRESH_SECONDS, settings.DELETED_SALES_KEEP_HOURS * 3600

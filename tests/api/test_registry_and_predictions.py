@@ -1,6 +1,9 @@
 """The model registry, activation (roll back and forward), prices and predictions."""
 
 import asyncio
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import parse_qsl
 
 import numpy as np
@@ -273,3 +276,35 @@ def test_shortcut_and_route_answer_a_quote_alike(client: TestClient) -> None:
     metrics = client.get("/metrics").text
     assert 'route="/api/v1/predict",status="200"} 4.0' in metrics
     assert "jewelry_predictions_total 4.0" in metrics
+
+
+def test_big_quote_requests_are_written_two_at_a_time(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each holds tens of megabytes while it is written: twenty at once took a worker from
+    185 MB to 860 MB."""
+    from app.routes import pricing
+
+    running, most = 0, 0
+    lock = threading.Lock()
+    quotes = pricing.many_quotes_json
+
+    def watched(*args: object) -> object:
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+        time.sleep(0.2)
+        with lock:
+            running -= 1
+        return quotes(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pricing, "many_quotes_json", watched)
+    train(client, THREE_SALES)
+
+    def ask(_: int) -> int:
+        return client.post("/api/v1/predict", json={"carats": [1.5] * 3_000}).status_code
+
+    with ThreadPoolExecutor(6) as pool:
+        assert list(pool.map(ask, range(6))) == [200] * 6
+    assert most == 2
