@@ -22,6 +22,7 @@ import httpx
 from tqdm import tqdm
 
 from app.config import Settings
+from app.fields import NUMBER_TEXT
 from models.params import Method
 
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -89,7 +90,10 @@ def _checked(response: httpx.Response) -> Any:
 
 
 def number(text: str) -> float:
-    """A number argument: what the service would refuse (nan, inf) is refused here."""
+    """A number argument written as the service reads numbers (15, 2.5, 1e3): what it would
+    refuse (nan, inf, 1_0, full-width digits) is refused here."""
+    if not NUMBER_TEXT.fullmatch(text):
+        raise ValueError(text)
     value = float(text)
     if not math.isfinite(value):
         raise ValueError(text)

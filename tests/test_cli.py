@@ -196,7 +196,12 @@ def test_an_export_cut_short_leaves_the_old_file_and_says_so(tmp_path: Path) -> 
 
 def test_the_client_refuses_bad_arguments_in_one_line(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("JEWELRY_")}
-    for args in (["quote", "nan"], ["quote", "1e400"], ["train", "--learning-rate", "banana"]):
+    for args in (
+        ["quote", "nan"],
+        ["quote", "1e400"],
+        ["quote", "1_0"],
+        ["train", "--learning-rate", "banana"],
+    ):
         refused = subprocess.run([CLI, *args], env=env, capture_output=True, text=True)
         assert refused.returncode == 2, args
         assert "Traceback" not in refused.stderr and "invalid" in refused.stderr
