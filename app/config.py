@@ -46,8 +46,10 @@ class Settings(BaseSettings):
     MODEL_REFRESH_SECONDS: float = Field(1.0, gt=0)
     SQLITE_BUSY_TIMEOUT_MS: int = Field(5_000, ge=0)
     # Sized for a 2-core machine: `serve` runs a worker per core, and each worker keeps this
-    # many PostgreSQL connections open and opens up to DB_MAX_OVERFLOW more at a peak (two
-    # workers: at most 20, well inside the server's default of 100 for a few hosts).
+    # many database connections open and opens up to DB_MAX_OVERFLOW more at a peak (two
+    # workers: at most 20 PostgreSQL connections, well inside the server's default of 100
+    # for a few hosts). A worker's requests hold at most all but 4 of them at once; the rest
+    # wait their turn (app/deps.py, Turns).
     WORKERS: int = Field(2, ge=1)
     DB_POOL_SIZE: int = Field(5, ge=1)
     DB_MAX_OVERFLOW: int = Field(5, ge=0)

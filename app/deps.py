@@ -40,10 +40,16 @@ async def get_live(request: Request) -> LiveAccuracyTracker:
     return request.app.state.live
 
 
+async def get_quote_slots(request: Request) -> asyncio.Semaphore:
+    return request.app.state.quote_slots
+
+
 DatabaseDep = Annotated[Database, Depends(get_database)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 ModelCacheDep = Annotated[ActiveModelCache, Depends(get_model_cache)]
 LiveDep = Annotated[LiveAccuracyTracker, Depends(get_live)]
+# Big quote requests this process writes at once (app/main.py sets how many).
+QuoteSlotsDep = Annotated[asyncio.Semaphore, Depends(get_quote_slots)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 

@@ -247,11 +247,10 @@ class Stability:
         from the rest (``row_curvature``, see `row_curvature`) beside typical ones: the
         batch's curvature is about ``row_curvature / b + lambda_max * (b - 1) / b``. Exact
         for single rows (SGD); for larger batches the whole cost's limit soon governs."""
-        whole = cls.batch(q)
         lam = q.hessian_eigenvalues()[1]
         worst = row_curvature / batch_size + lam * (batch_size - 1) / batch_size
         if worst <= lam:
-            return whole
+            return cls.batch(q)
         return cls(
             2.0 / worst,
             f"2 / the curvature of a batch of {batch_size} holding the sale "

@@ -1,10 +1,10 @@
 from typing import Annotated
 
 import numpy as np
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Query, Response
 from fastapi.concurrency import run_in_threadpool
 
-from app.deps import MetricsDep, ModelCacheDep, SessionDep, SettingsDep
+from app.deps import MetricsDep, ModelCacheDep, QuoteSlotsDep, SessionDep, SettingsDep
 from app.errors import too_long
 from app.fields import QueryCarats, RowId, Timestamp
 from app.model_cache import ActiveModelCache, ServingModel
@@ -114,8 +114,8 @@ async def predict_one(
 @router.post("/predict", response_model=Predictions)
 async def predict_many(
     body: PredictRequest,
-    request: Request,
     cache: ModelCacheDep,
+    quote_slots: QuoteSlotsDep,
     metrics: MetricsDep,
     settings: SettingsDep,
 ) -> Response:
@@ -128,7 +128,7 @@ async def predict_many(
     # shares; and tens of megabytes while it is written: a few at a time per process, or
     # twenty at once took a worker from 185 MB to 860 MB.
     if len(carats) > QUOTES_ON_THE_LOOP:
-        async with request.app.state.quote_slots:
+        async with quote_slots:
             content = await run_in_threadpool(many_quotes_json, model.line, model.version, carats)
     else:
         content = many_quotes_json(model.line, model.version, carats)
