@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from app.fields import MAX_CARATS, MIN_CARATS, money_text
-from app.quotes import cents, many_quotes_json, one_quote_json, quote
+from app.quotes import _digits, cents, many_quotes_json, one_quote_json, quote
 from models import NonFiniteDataError, RingPriceRegressor
 from models.report import QuoteLine
 
@@ -20,6 +20,8 @@ FITTED = RingPriceRegressor().fit(_x, 100 + 300 * _x + rng.normal(0, 50, 200)).q
 NEGATIVE = RingPriceRegressor().fit([1, 2, 3, 4], [-150, -250, 20, -380]).quote_line()
 # Two sales: no interval; quotes of a cent or less.
 TINY = RingPriceRegressor().fit([1, 2], [0.004, 0.006]).quote_line()
+# Quotes of up to twelve digits of dollars, three words of text each.
+HUGE = QuoteLine(silver=-5e6, gold=9.9e7, level=0.9, mean_x=3.0, sxx=40.0, base=1.01, scale=5e6)
 
 carats = arrays(
     np.float64,
@@ -28,11 +30,13 @@ carats = arrays(
 )
 
 
-@pytest.mark.parametrize("line", [FITTED, NEGATIVE, TINY], ids=["fitted", "negative", "tiny"])
+@pytest.mark.parametrize(
+    "line", [FITTED, NEGATIVE, TINY, HUGE], ids=["fitted", "negative", "tiny", "huge"]
+)
 @given(values=carats)
 @settings(max_examples=60, deadline=None)
 def test_many_quotes_are_the_quotes_one_at_a_time(line: QuoteLine, values: np.ndarray) -> None:
-    body = json.loads(many_quotes_json(line, 3, values))
+    body = json.loads(bytes(many_quotes_json(line, 3, values)))
     assert body["model_version"] == 3
     assert body["predictions"] == [quote(line, float(v)) for v in values]
 
@@ -59,3 +63,12 @@ def test_quotes_past_what_an_amount_may_be_are_refused_one_or_many() -> None:
         quote(huge, 2.0)
     with pytest.raises(NonFiniteDataError, match="too large to price"):
         many_quotes_json(huge, 1, np.array([1.0, 2.0]))
+
+
+def test_eight_digits_at_once_are_the_digits_of_every_value_under_1e8() -> None:
+    # Every value of each step's range (the halves' four digits), its ends, and a sample.
+    values = np.concatenate(
+        [np.arange(10_000), np.arange(10_000) * 10_000 + 9_999, rng.integers(0, 10**8, 50_000)]
+    ).astype(np.uint64)
+    words = _digits(values)
+    assert [int(w).to_bytes(8, "little") for w in words] == [b"%08d" % v for v in values]
