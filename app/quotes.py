@@ -117,8 +117,8 @@ def _numbers(values: NDArray[np.float64]) -> _Slot:
     """Numbers as JSON writes them (orjson's shortest text that reads back the same): the
     words are taken whole from the text of all of them, ending where each one's ends."""
     raw = np.frombuffer(orjson.dumps(values, option=orjson.OPT_SERIALIZE_NUMPY), np.uint8)
-    # "[a,b,c]": a value ends where a comma or the closing bracket is.
-    ends = np.flatnonzero((raw == ord(",")) | (raw == ord("]")))
+    # "[a,b,c]": a value ends where a comma is, the last where the closing bracket is.
+    ends = np.append(np.flatnonzero(raw == ord(",")), len(raw) - 1)
 
     def text(count: int) -> list[_Words]:
         windows = _windows(raw, 8 * count)
@@ -148,6 +148,7 @@ def _windows(raw: NDArray[np.uint8], before: int) -> Callable[[NDArray[np.intp]]
 _U = np.uint64
 _POWERS = [_U(10**k) for k in range(20)]
 _CLOSE = _U(int.from_bytes(b'.\0\0"', "little"))
+_ZEROS = _U(int.from_bytes(b"0" * 8, "little"))
 
 
 def _money(dollars: NDArray[np.float64]) -> list[_Slot]:
@@ -169,7 +170,9 @@ def _money(dollars: NDArray[np.float64]) -> list[_Slot]:
         for _ in range(count - 1):
             rest, group = np.divmod(rest, _POWERS[8])
             groups.append(_digits(group))
-        words = [_digits(rest), *reversed(groups)]
+        # Typically all zeros (amounts under a million): its digits are then known.
+        first = _digits(rest) if rest.any() else np.full(len(rest), _ZEROS)
+        words = [first, *reversed(groups)]
         return [(word << _U(16)) | (before >> _U(48)) for before, word in pairwise(words)]
 
     return [
