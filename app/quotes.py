@@ -223,34 +223,50 @@ def _words(size: int) -> int:
     return -(-size // 8)
 
 
+# Rows written at a time: each number's columns (128 KB) stay in the cache between the steps
+# that write it, which cuts the time of 100,000 quotes by a third. Each block of rows has its
+# own width.
+BLOCK = 16_384
+
+
 def many_quotes_json(line: QuoteLine, version: int, carats: NDArray[np.float64]) -> memoryview:
     """The body of POST /predict (`Predictions`): the same quotes as `quote`, written at once."""
     with np.errstate(over="ignore", invalid="ignore"):
         prices = line.price(carats)
         bounds = None if line.scale is None else line.bounds(carats)
     _check_amounts(prices, "prediction")
-    segments: list[bytes | _Slot] = [b'{"carats":', _numbers(carats), b',"price":']
-    segments += _money(prices)
     if bounds is None:
-        segments.append(b',"interval":null},')
+        tail = b',"interval":null},'
     else:
-        low, high = bounds
         _check_amounts(bounds, "interval")
-        segments.append(b',"interval":{"level":' + orjson.dumps(line.level) + b',"lower":')
-        segments += [*_money(low), b',"upper":', *_money(high), b"}},"]
-    row = _row(segments)
+        tail = b',"interval":{"level":' + orjson.dumps(line.level) + b',"lower":'
+
+    def block(rows: slice) -> _Words:
+        segments: list[bytes | _Slot] = [b'{"carats":', _numbers(carats[rows]), b',"price":']
+        segments += _money(prices[rows])
+        if bounds is None:
+            segments.append(tail)
+        else:
+            low, high = bounds[0][rows], bounds[1][rows]
+            segments += [tail, *_money(low), b',"upper":', *_money(high), b"}},"]
+        row = _row(segments)
+        # A word of all rows at a time, turned when written into the body: writing straight
+        # into rows is a strided write per word, twice as slow.
+        words = np.empty((len(row), len(prices[rows])), np.uint64)
+        for i, word in enumerate(row):
+            words[i] = word
+        return words
+
+    blocks = [block(slice(at, at + BLOCK)) for at in range(0, len(carats), BLOCK)]
     # The rows are written in place in the body, a copy of ten megabytes fewer than joining
     # its parts; the head is padded to whole words (with spaces, which JSON allows after "[").
     head = b'{"model_version":%d,"predictions":[' % version
     head = head.ljust(_words(len(head)) * 8)
-    n = len(carats)
-    body = np.empty(len(head) + 8 * len(row) * n + 1, np.uint8)
+    body = np.empty(len(head) + sum(8 * words.size for words in blocks) + 1, np.uint8)
     body[: len(head)] = np.frombuffer(head, np.uint8)
-    # A word of all rows at a time, then turned once: writing straight into rows is a
-    # strided write per word, twice as slow.
-    words = np.empty((len(row), n), np.uint64)
-    for i, word in enumerate(row):
-        words[i] = word
-    body[len(head) : -1].view(np.uint64).reshape(n, len(row))[:] = words.T
+    at = len(head)
+    for words in blocks:
+        body[at : at + 8 * words.size].view(np.uint64).reshape(words.T.shape)[:] = words.T
+        at += 8 * words.size
     body[-2:] = np.frombuffer(b"]}", np.uint8)  # the last quote's comma closes the list
     return body.data

@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
+from app import quotes
 from app.fields import MAX_CARATS, MIN_CARATS, money_text
 from app.quotes import _digits, cents, many_quotes_json, one_quote_json, quote
 from models import NonFiniteDataError, RingPriceRegressor
@@ -39,6 +40,17 @@ def test_many_quotes_are_the_quotes_one_at_a_time(line: QuoteLine, values: np.nd
     body = json.loads(bytes(many_quotes_json(line, 3, values)))
     assert body["model_version"] == 3
     assert body["predictions"] == [quote(line, float(v)) for v in values]
+
+
+def test_blocks_of_rows_of_their_own_widths_make_one_body(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(quotes, "BLOCK", 4)
+    values = np.array([0.001, 1.5, 2.25, 3.0, 9999.999, 10_000.0, 0.1, 7.0, 0.5, 123.456, 1.0])
+    for line in (FITTED, NEGATIVE, TINY, HUGE):
+        body = bytes(many_quotes_json(line, 3, values))
+        assert json.loads(body)["predictions"] == [quote(line, float(v)) for v in values]
+    # Rows of one block share a width, and blocks differ: the first's are narrower.
+    rows = bytes(many_quotes_json(FITTED, 3, values)).split(b"},{")[1:-1]
+    assert len(rows[0]) == len(rows[1]) == len(rows[2]) < len(rows[3]) == len(rows[4])
 
 
 def test_one_quote_has_the_single_prediction_shape() -> None:
