@@ -24,7 +24,9 @@ from app.fields import MAX_QUOTE, money_text
 from models.errors import NonFiniteDataError
 from models.report import QuoteLine
 
-_Words = NDArray[np.uint64]
+_U = np.uint64
+_Words = NDArray[_U]
+_POWERS = [_U(10**k) for k in range(20)]
 # A row under construction: a word that is the same in every row stays a scalar.
 _Row = list[np.uint64 | _Words]
 
@@ -113,6 +115,38 @@ def _slot(
     return _Slot(words, width)
 
 
+def _carats(values: NDArray[np.float64]) -> _Slot:
+    """Carats as JSON writes them (orjson's shortest text that reads back the same)."""
+    thousandths = np.rint(values * 1000.0)
+    if np.all((thousandths / 1000.0 == values) & (values > 0.0) & (values < 1e4)):
+        return _thousandths(thousandths.astype(np.uint64))
+    return _numbers(values)
+
+
+# The text after the whole carats of each number of thousandths: its point and decimals, but
+# for the zeros they end with (one zero for none), right-aligned in a word; and its length.
+_DECIMALS = [b".%s" % (b"%03d" % f).rstrip(b"0").ljust(1, b"0") for f in range(1000)]
+_DECIMAL_WORDS = np.array([int.from_bytes(d.rjust(8, b"\0"), "little") for d in _DECIMALS], _U)
+_DECIMAL_LENGTHS = np.array([len(d) for d in _DECIMALS], np.intp)
+
+
+def _thousandths(counts: NDArray[np.uint64]) -> _Slot:
+    """Numbers of thousandths under 10**7 (a word of text at most) as the shortest text of
+    the float each is closest to: no other text of three decimals or fewer reads back as the
+    same float (floats this size are far closer together than a thousandth), and a shorter
+    text would have fewer decimals. Typical carats (a few digits, three decimals at most) are
+    written so, without orjson."""
+    whole = counts // _U(1000)
+    part = counts - whole * _U(1000)
+    decimals = np.take(_DECIMAL_LENGTHS, part)
+    lengths = decimals + 1
+    for power in _POWERS[1 : len(str(whole.max()))]:
+        lengths += whole >= power
+    # The whole's digits, moved left of the decimals, and the decimals put in.
+    word = (_digits(whole) >> (decimals * 8).astype(_U)) | np.take(_DECIMAL_WORDS, part)
+    return _slot(lambda count: [word], lengths)
+
+
 def _numbers(values: NDArray[np.float64]) -> _Slot:
     """Numbers as JSON writes them (orjson's shortest text that reads back the same): the
     words are taken whole from the text of all of them, ending where each one's ends."""
@@ -145,8 +179,6 @@ def _windows(raw: NDArray[np.uint8], before: int) -> Callable[[NDArray[np.intp]]
     return at
 
 
-_U = np.uint64
-_POWERS = [_U(10**k) for k in range(20)]
 _CLOSE = _U(int.from_bytes(b'.\0\0"', "little"))
 _ZEROS = _U(int.from_bytes(b"0" * 8, "little"))
 
@@ -242,7 +274,7 @@ def many_quotes_json(line: QuoteLine, version: int, carats: NDArray[np.float64])
         tail = b',"interval":{"level":' + orjson.dumps(line.level) + b',"lower":'
 
     def block(rows: slice) -> _Words:
-        segments: list[bytes | _Slot] = [b'{"carats":', _numbers(carats[rows]), b',"price":']
+        segments: list[bytes | _Slot] = [b'{"carats":', _carats(carats[rows]), b',"price":']
         segments += _money(prices[rows])
         if bounds is None:
             segments.append(tail)

@@ -1,8 +1,10 @@
 """Many quotes written at once say exactly what one quote at a time says."""
 
 import json
+import re
 
 import numpy as np
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -51,6 +53,21 @@ def test_blocks_of_rows_of_their_own_widths_make_one_body(monkeypatch: pytest.Mo
     # Rows of one block share a width, and blocks differ: the first's are narrower.
     rows = bytes(many_quotes_json(FITTED, 3, values)).split(b"},{")[1:-1]
     assert len(rows[0]) == len(rows[1]) == len(rows[2]) < len(rows[3]) == len(rows[4])
+
+
+@given(
+    thousandths=st.lists(st.integers(1, 10**7), min_size=1, max_size=40),
+    other=st.sampled_from([[], [10_000.0], [0.0015], [1 / 3]]),
+)
+@settings(max_examples=200, deadline=None)
+def test_carats_are_written_as_orjson_writes_them(
+    thousandths: list[int], other: list[float]
+) -> None:
+    # Three decimals at most (written without orjson), or any carats (written by it).
+    values = [k / 1000 for k in thousandths] + [0.001, 9999.999, 9999.0, 0.1, 12.5] + other
+    body = bytes(many_quotes_json(FITTED, 1, np.array(values)))
+    written = re.findall(rb'"carats": *([^,]+),', body)
+    assert written == [orjson.dumps(v) for v in values]
 
 
 def test_one_quote_has_the_single_prediction_shape() -> None:
