@@ -39,13 +39,16 @@ carats = arrays(
 @given(values=carats)
 @settings(max_examples=60, deadline=None)
 def test_many_quotes_are_the_quotes_one_at_a_time(line: QuoteLine, values: np.ndarray) -> None:
-    body = json.loads(bytes(many_quotes_json(line, 3, values)))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(quotes, "FEW", 0)  # written by words, however few
+        body = json.loads(bytes(many_quotes_json(line, 3, values)))
     assert body["model_version"] == 3
     assert body["predictions"] == [quote(line, float(v)) for v in values]
 
 
 def test_blocks_of_rows_of_their_own_widths_make_one_body(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(quotes, "BLOCK", 4)
+    monkeypatch.setattr(quotes, "FEW", 0)
     values = np.array([0.001, 1.5, 2.25, 3.0, 9999.999, 10_000.0, 0.1, 7.0, 0.5, 123.456, 1.0])
     for line in (FITTED, NEGATIVE, TINY, HUGE):
         body = bytes(many_quotes_json(line, 3, values))
@@ -65,7 +68,9 @@ def test_carats_are_written_as_orjson_writes_them(
 ) -> None:
     # Three decimals at most (written without orjson), or any carats (written by it).
     values = [k / 1000 for k in thousandths] + [0.001, 9999.999, 9999.0, 0.1, 12.5] + other
-    body = bytes(many_quotes_json(FITTED, 1, np.array(values)))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(quotes, "FEW", 0)  # written by words, however few
+        body = bytes(many_quotes_json(FITTED, 1, np.array(values)))
     written = re.findall(rb'"carats": *([^,]+),', body)
     assert written == [orjson.dumps(v) for v in values]
 
@@ -101,3 +106,11 @@ def test_eight_digits_at_once_are_the_digits_of_every_value_under_1e8() -> None:
     ).astype(np.uint64)
     words = _digits(values)
     assert [int(w).to_bytes(8, "little") for w in words] == [b"%08d" % v for v in values]
+
+
+def test_a_few_quotes_are_written_one_at_a_time() -> None:
+    values = np.array([1.5, 2.0, 0.001])
+    body = bytes(many_quotes_json(FITTED, 2, values))
+    assert body == orjson.dumps(
+        {"model_version": 2, "predictions": [quote(FITTED, v) for v in values.tolist()]}
+    )
