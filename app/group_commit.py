@@ -11,7 +11,9 @@ transaction that cannot begin or commit, or a database in trouble (OperationalEr
 every job in it, none of which was answered before.
 
 On SQLite this takes the write lock once per group rather than once per request: the
-requests of a process no longer sleep in the busy handler waiting for each other's commits.
+requests of a process no longer sleep in the busy handler waiting for each other's commits;
+and the writers of the processes take turns by a file lock (`Database.writers_turn`), which
+wakes the next as soon as one commits, rather than by SQLite's polling for its lock.
 """
 
 import asyncio
@@ -116,7 +118,7 @@ class GroupCommit(Generic[Job, Result]):
 
     @contextmanager
     def _transaction(self) -> Iterator[Session]:
-        with self.db.session(write=True) as session:
+        with self.db.writers_turn(), self.db.session(write=True) as session:
             session.connection()  # begins the transaction: a failure here fails all
             yield session
 

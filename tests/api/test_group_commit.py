@@ -3,6 +3,7 @@ fails the others or leaves anything behind."""
 
 import asyncio
 import json
+import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
@@ -224,3 +225,26 @@ def test_a_request_without_a_good_key_is_refused_before_its_body(
 ) -> None:
     response = client.post("/api/v1/sales", json={"carats": "x"}, headers=headers)
     assert response.status_code == (401 if not headers else 422), response.text
+
+
+def test_the_writers_of_processes_take_turns_on_a_sqlite_file(sqlite_url: str) -> None:
+    # Two Databases open the lock file as two processes do: one waits while the other writes.
+    settings = Settings(DATABASE_URL=sqlite_url, ADMIN_API_KEY=ADMIN_KEY)
+    first, second = Database(settings), Database(settings)
+    holding, waited = threading.Event(), threading.Event()
+    order: list[str] = []
+
+    def other() -> None:
+        holding.wait(5)
+        with second.writers_turn():
+            order.append("second")
+        waited.set()
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    with first.writers_turn():
+        holding.set()
+        assert not waited.wait(0.3)  # the second is still waiting
+        order.append("first")
+    thread.join(5)
+    assert order == ["first", "second"]
