@@ -25,6 +25,7 @@ SQLITE_BEGIN = "jewelry_sqlite_begin"
 # SQLite result codes (low byte) after which a pooled connection must not be reused: a
 # connection opened while the file was not writable stays read-only for good.
 _SQLITE_READONLY, _SQLITE_IOERR = 8, 10
+_TURNS = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC
 
 
 def backend(target: Session | Connection | Engine | str) -> str:
@@ -134,10 +135,13 @@ class Database:
         process dies. Other writers keep to SQLite's wait (and its busy timeout), so a long
         import delays these only as long as it would have.
         """
-        if self._turns is None:
+        try:
+            descriptor = -1 if self._turns is None else os.open(self._turns, _TURNS, PRIVATE_FILE)
+        except OSError:
+            descriptor = -1  # a read-only directory, say: SQLite's own lock still keeps order
+        if descriptor < 0:
             yield
             return
-        descriptor = os.open(self._turns, os.O_RDWR | os.O_CREAT, PRIVATE_FILE)
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX)
             yield

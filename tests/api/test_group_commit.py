@@ -7,6 +7,7 @@ import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -248,3 +249,12 @@ def test_the_writers_of_processes_take_turns_on_a_sqlite_file(sqlite_url: str) -
         order.append("first")
     thread.join(5)
     assert order == ["first", "second"]
+
+
+def test_a_lock_file_that_cannot_be_opened_leaves_the_order_to_sqlite(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    db = Database(Settings(DATABASE_URL=sqlite_url, ADMIN_API_KEY=ADMIN_KEY))
+    db._turns = tmp_path / "no such directory" / "jewelry.db-writers"
+    with db.writers_turn(), db.session(write=True) as session:
+        assert session.execute(select(func.count()).select_from(Sale)).scalar_one() == 0
