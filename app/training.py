@@ -11,12 +11,16 @@ holds can be shown.
 
 import math
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
 import numpy as np
+from sqlalchemy import Connection
+from sqlalchemy.orm import Session
 
-from app.db import Database
+from app.db import SQLITE_BEGIN, Database, backend
 from app.errors import InvalidInput
 from app.fields import MAX_CARATS, MAX_QUOTE, MIN_CARATS
 from app.lease import training_lease
@@ -27,7 +31,7 @@ from app.services.aggregates import (
     SalesFilter,
     check_period,
     mean_absolute_error,
-    newest_sale_id,
+    newest_and_typical,
     sale_chunks,
     sufficient_statistics,
 )
@@ -102,11 +106,15 @@ def train(
     be shown (then nothing is stored), and TrainingBusy while another run holds the lease.
     """
     check_period(("body",), request.sold_since, request.sold_until)
-    with training_lease(db, lease_ttl):
-        return _train(db, request)
+    # One connection from the lease to the write: on PostgreSQL every checkout costs a round
+    # trip (the pool's ping), and the lock, the snapshot and the write go through this one.
+    with db.engine.connect() as connection, training_lease(db, connection, lease_ttl):
+        version = _fit(db, connection, request)
+        return _store(connection, version, activate=request.activate)
 
 
-def _train(db: Database, request: TrainRequest) -> tuple[ModelVersion, int | None]:
+def _fit(db: Database, connection: Connection, request: TrainRequest) -> ModelVersion:
+    """The new version, not yet stored."""
     where = SalesFilter(
         store_ids=tuple(request.store_ids) if request.store_ids else None,
         sold_since=request.sold_since,
@@ -114,9 +122,10 @@ def _train(db: Database, request: TrainRequest) -> tuple[ModelVersion, int | Non
     )
     started = time.perf_counter()
     regressor = _regressor(request)
-    with db.session(snapshot=True) as session:
-        watermark = newest_sale_id(session)
-        stats = sufficient_statistics(session, where)
+    with _snapshot(db, connection) as sessions:
+        session = sessions[0]
+        watermark, reference = newest_and_typical(session, where)
+        stats = sufficient_statistics(sessions, where, reference)
         try:
             if request.method == "batch":
                 regressor.fit_stats(stats)
@@ -147,7 +156,7 @@ def _train(db: Database, request: TrainRequest) -> tuple[ModelVersion, int | Non
         else VersionStatus.not_converged
     )
     report = regressor.report_.with_mae(mae) if mae is not None else regressor.report_
-    version = ModelVersion(
+    return ModelVersion(
         status=status,
         method=request.method,
         parameters=regressor.get_params(),
@@ -171,9 +180,48 @@ def _train(db: Database, request: TrainRequest) -> tuple[ModelVersion, int | Non
         estimator=regressor.to_dict(serving=True),
         trained_through_sale_id=watermark,
     )
-    with db.session(write=True) as session:
+
+
+def _store(
+    connection: Connection, version: ModelVersion, *, activate: bool
+) -> tuple[ModelVersion, int | None]:
+    """Write the version and, when asked and it may serve, point the service at it, in one
+    short transaction; returns it with the active version."""
+    with _transaction(connection, write=True) as session:
         session.add(version)
         session.flush()
-        if request.activate and status is not VersionStatus.not_converged:
-            registry.activate(session, version.version)
+        if activate and version.status is not VersionStatus.not_converged:
+            # No row lock first, as registry.activate takes: no one can delete a version
+            # that is not committed yet.
+            registry.point_at(session, version.version)
+            return version, version.version
         return version, registry.active_version(session)
+
+
+@contextmanager
+def _snapshot(db: Database, connection: Connection) -> Iterator[list[Session]]:
+    """A session on the run's connection whose statements all read one snapshot."""
+    with _transaction(connection, snapshot=True) as session:
+        yield [session]
+
+
+@contextmanager
+def _transaction(
+    connection: Connection, *, snapshot: bool = False, write: bool = False
+) -> Iterator[Session]:
+    """A session on the run's connection that commits when the block succeeds and rolls back
+    when it raises: as Database.session, on a connection already checked out. A snapshot's
+    statements all see the same data (SQLite's read transactions are snapshots already); a
+    writer on SQLite takes the write lock when it begins."""
+    if backend(connection) == "postgresql":
+        level = "REPEATABLE READ" if snapshot else connection.default_isolation_level
+        connection.execution_options(isolation_level=level)
+    else:
+        connection.execution_options(**{SQLITE_BEGIN: "IMMEDIATE" if write else "DEFERRED"})
+    with Session(connection, expire_on_commit=False) as session:
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise

@@ -1,6 +1,5 @@
 """Aggregates over sales computed in the database: the rows never come into Python whole."""
 
-import statistics
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -19,6 +18,7 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.orm import InstrumentedAttribute, Session
+from sqlalchemy.sql.selectable import ScalarSelect
 
 from app.db import backend
 from app.errors import InvalidInput
@@ -98,13 +98,39 @@ def _stats(row: Sequence[Any], shift_x: float, shift_cents: int) -> SufficientSt
 
 def newest_sale_id(session: Session) -> int:
     """The highest sale id (0 when there are none)."""
-    return session.scalar(select(func.coalesce(func.max(Sale.id), 0))) or 0
+    return session.scalar(_NEWEST_ID) or 0
+
+
+_NEWEST_ID = select(func.coalesce(func.max(Sale.id), 0))
 
 
 # Sales a reference point is taken from: their median is a typical sale, whatever outliers
 # the first ones hold, at the cost of reading a thousand index entries.
 REFERENCE_SAMPLE = 1024
 Reference = tuple[float, int]  # carats, price in cents
+
+
+def _typical(conditions: Sequence[ColumnElement[bool]]) -> list[ScalarSelect[Any]]:
+    """The lower medians of the carats and of the prices of the first REFERENCE_SAMPLE
+    matching sales (NULL when there are none), worked out by the database: its answer is two
+    numbers, not a thousand rows."""
+    sample = (
+        select(Sale.carats, Sale.price_cents)
+        .where(*conditions)
+        .order_by(Sale.id)
+        .limit(REFERENCE_SAMPLE)
+        .cte("reference_sample")
+    )
+    # The lower middle of n values is the ((n - 1) // 2)-th, as statistics.median_low takes.
+    middle = select((func.count() - 1) // 2).select_from(sample).scalar_subquery()
+    return [
+        select(column).order_by(column).limit(1).offset(middle).scalar_subquery()
+        for column in (sample.c.carats, sample.c.price_cents)
+    ]
+
+
+def _reference(carats: float | None, cents: int | None) -> Reference | None:
+    return None if carats is None or cents is None else (float(carats), int(cents))
 
 
 def typical_sale(session: Session, conditions: Sequence[ColumnElement[bool]]) -> Reference | None:
@@ -114,25 +140,26 @@ def typical_sale(session: Session, conditions: Sequence[ColumnElement[bool]]) ->
     Sums around a typical sale keep the spread's digits: around an outlier (a price of
     $99,999,999.99 typed for $999.99) every term would be huge, and taking that sale out again
     would leave only the rounding of the rest."""
-    rows = session.execute(
-        select(Sale.carats, Sale.price_cents)
-        .where(*conditions)
-        .order_by(Sale.id)
-        .limit(REFERENCE_SAMPLE)
-    ).all()
-    if not rows:
-        return None
-    carats, cents = zip(*rows, strict=True)
-    return float(statistics.median_low(carats)), int(statistics.median_low(cents))
+    carats, cents = session.execute(select(*_typical(conditions))).one()
+    return _reference(carats, cents)
 
 
-def sufficient_statistics(session: Session, where: SalesFilter) -> SufficientStats:
+def newest_and_typical(session: Session, where: SalesFilter) -> tuple[int, Reference | None]:
+    """newest_sale_id and the typical matching sale, in one statement."""
+    newest, carats, cents = session.execute(
+        select(_NEWEST_ID.scalar_subquery(), *_typical(where.conditions()))
+    ).one()
+    return int(newest), _reference(carats, cents)
+
+
+def sufficient_statistics(
+    sessions: Sequence[Session], where: SalesFilter, shift: Reference | None
+) -> SufficientStats:
     """The six sums over the matching sales, around a typical sale so that carats clustered
     far from zero keep their precision."""
-    conds = where.conditions()
-    shift = typical_sale(session, conds) or (0.0, 0)
-    row = session.execute(select(*_shifted_sums(*shift)).where(*conds)).one()
-    return _stats(row, *shift)
+    centre = shift or (0.0, 0)
+    query = select(*_shifted_sums(*centre)).where(*where.conditions())
+    return _stats(sessions[0].execute(query).one(), *centre)
 
 
 class Period(StrEnum):

@@ -42,17 +42,23 @@ def get_active(session: Session) -> ModelVersion:
 
 
 def activate(session: Session, version: int) -> ModelVersion:
-    """Point the service at a version: one UPDATE, so readers see the old or the new one."""
+    """Point the service at a version: one UPDATE, so readers see the old or the new one.
+    The pointer is locked first, so that an activation and a deletion never interleave."""
     active_version(session, lock=True)
     row = get_version(session, version)
     if row.status is VersionStatus.not_converged:
         raise Conflict(f"model version {version} did not converge and cannot be activated")
+    point_at(session, version)
+    return row
+
+
+def point_at(session: Session, version: int) -> None:
+    """Move the pointer to a version known to exist and to be fit to serve."""
     session.execute(
         update(ActiveModel)
         .where(ActiveModel.id == 1)
         .values(version=version, activated_at=utcnow())
     )
-    return row
 
 
 def delete_version(session: Session, version: int) -> None:

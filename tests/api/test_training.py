@@ -2,10 +2,12 @@
 
 import re
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import event
 
 from app.services import aggregates
 from tests.helpers import ADMIN, add_sales, all_items, new_store
@@ -252,3 +254,30 @@ def test_each_version_reports_its_error_on_later_sales(client: TestClient) -> No
     live = client.get(f"/api/v1/models/{version['version']}").json()["live"]
     # The line is 80 + 50 x: it quotes 280 and 330, ten off each way.
     assert live == {"n_sales": 2, "rmse": pytest.approx(10.0), "bias": pytest.approx(0.0)}
+
+
+def test_a_training_runs_through_one_connection_in_a_few_statements(client: TestClient) -> None:
+    """Each checkout is a round trip on PostgreSQL (the pool's ping), and so is each
+    statement: a run takes its lock, reads its snapshot and writes its version through one
+    connection, and answers without reading the live accuracy."""
+    _, key = new_store(client)
+    add_sales(client, key, article_rows(30))
+    engine = client.app.state.db.engine  # type: ignore[attr-defined]
+    statements: list[str] = []
+    checkouts: list[object] = []
+
+    def on_execute(*args: Any) -> None:
+        statements.append(" ".join(args[2].split()))
+
+    event.listen(engine, "before_cursor_execute", on_execute)
+    event.listen(engine, "checkout", lambda *_: checkouts.append(1))
+    try:
+        assert client.post("/api/v1/train", headers=ADMIN).status_code == 201
+    finally:
+        event.remove(engine, "before_cursor_execute", on_execute)
+    assert not [s for s in statements if "deleted_sales" in s or "pg_stat_activity" in s]
+    if engine.dialect.name == "postgresql":
+        assert len(checkouts) == 1
+        # The lock; the newest id and the typical sale; the sums; the MAE; the version, the
+        # pointer; the unlock.
+        assert len(statements) == 7, statements
