@@ -17,14 +17,14 @@ from datetime import timedelta
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Connection
+from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session
 
-from app.db import SQLITE_BEGIN, Database, backend
+from app.db import SQLITE_BEGIN, Database, backend, begin_writing
 from app.errors import InvalidInput
 from app.fields import MAX_CARATS, MAX_QUOTE, MIN_CARATS
 from app.lease import training_lease
-from app.orm import ModelVersion, VersionStatus
+from app.orm import ModelVersion, Sale, VersionStatus
 from app.schemas.registry import TrainRequest
 from app.services import registry
 from app.services.aggregates import (
@@ -200,9 +200,21 @@ def _store(
 
 @contextmanager
 def _snapshot(db: Database, connection: Connection) -> Iterator[list[Session]]:
-    """A session on the run's connection whose statements all read one snapshot."""
-    with _transaction(connection, snapshot=True) as session:
-        yield [session]
+    """Sessions that all read one snapshot: the run's own and, on SQLite, a second on another
+    connection, that sums half of the sales beside it (PostgreSQL parallelises its scans
+    itself)."""
+    if backend(connection) == "postgresql":
+        with _transaction(connection, snapshot=True) as session:
+            yield [session]
+        return
+    with _transaction(connection) as first, db.session(snapshot=True) as second:
+        # Both begin to read while this holds the write lock: no commit comes between the
+        # two, so they see the same sales. The lock is held for two reads of one row.
+        with db.session(write=True) as lock:
+            begin_writing(lock)
+            for session in (first, second):
+                session.execute(select(Sale.id).limit(1)).all()
+        yield [first, second]
 
 
 @contextmanager

@@ -7,10 +7,15 @@ from typing import Any
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import event
+from sqlalchemy import delete, event
+from sqlalchemy.exc import OperationalError
 
+from app.config import Settings
+from app.db import Database
+from app.main import create_app
+from app.orm import Sale
 from app.services import aggregates
-from tests.helpers import ADMIN, add_sales, all_items, new_store
+from tests.helpers import ADMIN, ADMIN_KEY, add_sales, all_items, new_store
 
 ARTICLE_PLAIN = {
     "learning_rate": 0.01,
@@ -281,3 +286,67 @@ def test_a_training_runs_through_one_connection_in_a_few_statements(client: Test
         # The lock; the newest id and the typical sale; the sums; the MAE; the version, the
         # pointer; the unlock.
         assert len(statements) == 7, statements
+
+
+@pytest.mark.parametrize("threshold", [1, 10**9])
+def test_the_sums_split_over_two_threads_are_those_of_one_pass(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch, threshold: int
+) -> None:
+    _, key = new_store(client)
+    rows = article_rows(80)
+    add_sales(client, key, rows)
+    engine = client.app.state.db.engine  # type: ignore[attr-defined]
+    sums: list[str] = []
+
+    def on_execute(*args: Any) -> None:
+        if "count(*)" in args[2]:
+            sums.append(args[2])
+
+    monkeypatch.setattr(aggregates, "PARALLEL_SCAN_IDS", threshold)
+    event.listen(engine, "before_cursor_execute", on_execute)
+    try:
+        version = client.post("/api/v1/train", headers=ADMIN).json()
+    finally:
+        event.remove(engine, "before_cursor_execute", on_execute)
+    split = engine.dialect.name == "sqlite" and threshold == 1
+    assert len([s for s in sums if "sum(" in s]) == (2 if split else 1)
+    silver, gold = least_squares(rows)
+    assert version["n_samples"] == 80
+    assert version["silver_price"] == pytest.approx(silver, rel=1e-9)
+    assert version["gold_price_per_carat"] == pytest.approx(gold, rel=1e-9)
+    x = np.array([r[0] for r in rows])
+    y = np.array([float(r[1]) for r in rows])
+    r2 = 1 - np.sum((y - silver - gold * x) ** 2) / np.sum((y - y.mean()) ** 2)
+    assert version["metrics"]["r2"] == pytest.approx(r2, rel=1e-9)
+
+
+def test_the_two_scans_begin_on_one_snapshot(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite: the second connection begins to read while the first's snapshot is open; a
+    commit in between would give the halves different sales, so none can come."""
+    settings = Settings(DATABASE_URL=sqlite_url, ADMIN_API_KEY=ADMIN_KEY)
+    impatient = Database(settings.model_copy(update={"SQLITE_BUSY_TIMEOUT_MS": 0}))
+    monkeypatch.setattr(aggregates, "PARALLEL_SCAN_IDS", 1)
+    refused: list[str] = []
+
+    def delete_between(*args: Any) -> None:
+        if args[2].startswith("SELECT sales.id") and not refused:
+            try:
+                with impatient.session() as session:
+                    session.execute(delete(Sale).where(Sale.id == 1))
+            except OperationalError as exc:
+                refused.append(str(exc.orig))
+
+    with TestClient(create_app(settings)) as client:
+        _, key = new_store(client)
+        add_sales(client, key, article_rows(40))
+        engine = client.app.state.db.engine  # type: ignore[attr-defined]
+        event.listen(engine, "before_cursor_execute", delete_between)
+        try:
+            version = client.post("/api/v1/train", headers=ADMIN).json()
+        finally:
+            event.remove(engine, "before_cursor_execute", delete_between)
+    assert refused == ["database is locked"]
+    assert version["n_samples"] == 40
+    impatient.dispose()
