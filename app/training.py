@@ -1,12 +1,14 @@
 """Fitting a new model version from the stored sales.
 
 A batch fit (the default) reads every matching sale once, in the one query that sums them
-(app/services/aggregates.py); the mean absolute error, which needs the fitted line, is then
-measured on the newest MAE_SAMPLE of them only, a bounded read. Mini-batch and stochastic
-fits read the rows once more per epoch. All of it is read in one snapshot, so a sale recorded
-or deleted meanwhile changes none of it; no write lock is held while the fit computes. The new
-version and its activation are written in one short transaction, and only when every number it
-holds can be shown.
+(app/services/aggregates.py; on SQLite, two connections sum half each, in two threads); the
+mean absolute error, which needs the fitted line, is then measured on the newest MAE_SAMPLE of
+them only, a bounded read. Mini-batch and stochastic fits read the rows once more per epoch.
+All of it is read in one snapshot, so a sale recorded or deleted meanwhile changes none of it;
+no write lock is held while the fit computes. The new version and its activation are written in
+one short transaction, and only when every number it holds can be shown.
+
+A run is a dozen round trips to PostgreSQL besides the sums, all on one connection.
 """
 
 import math

@@ -7,13 +7,13 @@ from typing import Any
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import delete, event
+from sqlalchemy import create_engine, delete, event
 from sqlalchemy.exc import OperationalError
 
 from app.config import Settings
 from app.db import Database
 from app.main import create_app
-from app.orm import Sale
+from app.orm import Base, Sale
 from app.services import aggregates
 from tests.helpers import ADMIN, ADMIN_KEY, add_sales, all_items, new_store
 
@@ -350,3 +350,15 @@ def test_the_two_scans_begin_on_one_snapshot(
     assert refused == ["database is locked"]
     assert version["n_samples"] == 40
     impatient.dispose()
+
+
+def test_sqlite_centres_each_sale_once(sqlite_url: str) -> None:
+    """The sums read dx and dc from a co-routine, not each mention anew from the row."""
+    query = aggregates._sums_query("sqlite", (1.0, 100), [Sale.id > 0])
+    engine = create_engine(sqlite_url)
+    with engine.begin() as connection:
+        Base.metadata.create_all(connection)
+        compiled = query.compile(connection, compile_kwargs={"literal_binds": True})
+        plan = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}").all()
+    engine.dispose()
+    assert any("CO-ROUTINE" in row[-1] for row in plan), plan
