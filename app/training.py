@@ -187,17 +187,11 @@ def _fit(db: Database, connection: Connection, request: TrainRequest) -> ModelVe
 def _store(
     connection: Connection, version: ModelVersion, *, activate: bool
 ) -> tuple[ModelVersion, int | None]:
-    """Write the version and, when asked and it may serve, point the service at it, in one
-    short transaction; returns it with the active version."""
+    """Write the version and, when asked and it may serve, point the service at it, all or
+    nothing; returns it with the active version."""
+    serve = activate and version.status is not VersionStatus.not_converged
     with _transaction(connection, write=True) as session:
-        session.add(version)
-        session.flush()
-        if activate and version.status is not VersionStatus.not_converged:
-            # No row lock first, as registry.activate takes: no one can delete a version
-            # that is not committed yet.
-            registry.point_at(session, version.version)
-            return version, version.version
-        return version, registry.active_version(session)
+        return version, registry.add_version(session, version, serve=serve)
 
 
 @contextmanager
@@ -228,8 +222,10 @@ def _transaction(
     statements all see the same data (SQLite's read transactions are snapshots already); a
     writer on SQLite takes the write lock when it begins."""
     if backend(connection) == "postgresql":
-        level = "REPEATABLE READ" if snapshot else connection.default_isolation_level
-        connection.execution_options(isolation_level=level)
+        # A write is one statement (registry.add_version): in autocommit, no BEGIN and
+        # COMMIT round trips around it.
+        level = "REPEATABLE READ" if snapshot else "AUTOCOMMIT" if write else None
+        connection.execution_options(isolation_level=level or connection.default_isolation_level)
     else:
         connection.execution_options(**{SQLITE_BEGIN: "IMMEDIATE" if write else "DEFERRED"})
     with Session(connection, expire_on_commit=False) as session:
