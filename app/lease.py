@@ -1,7 +1,8 @@
 """One training at a time across every process.
 
-PostgreSQL: a session advisory lock, which the server drops if the holder's connection dies.
-SQLite: a lease row with an expiry, taken, renewed and released in short write transactions,
+PostgreSQL: a session advisory lock on the connection the run reads and writes through (one
+connection, so no round trip is spent on a second), which the server drops if that connection
+dies. SQLite: a lease row with an expiry, taken, renewed and released in short write transactions,
 so the database is never locked while a fit computes; a killed holder stops renewing and its
 lease expires within one lease time.
 """
@@ -13,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import Connection, func, or_, select, update
 from sqlalchemy.exc import OperationalError
 
 from app.db import Database, backend, rows_changed
@@ -35,25 +36,33 @@ class TrainingBusy(Conflict):
 
 
 @contextmanager
-def training_lease(db: Database, ttl: timedelta) -> Iterator[None]:
+def training_lease(db: Database, connection: Connection, ttl: timedelta) -> Iterator[None]:
+    """Hold the lease while the block runs; ``connection`` is the run's own (PostgreSQL takes
+    the lock on it), outside any transaction."""
     if backend(db.engine) == "sqlite":
         with _lease_row(db, ttl):
             yield
     else:
-        with _advisory_lock(db):
+        with _advisory_lock(connection):
             yield
 
 
 @contextmanager
-def _advisory_lock(db: Database) -> Iterator[None]:
-    with db.engine.connect() as connection:
-        taken = connection.scalar(select(func.pg_try_advisory_lock(ADVISORY_LOCK_KEY)))
-        connection.commit()
-        if not taken:
-            raise TrainingBusy()
-        try:
-            yield
-        finally:
+def _advisory_lock(connection: Connection) -> Iterator[None]:
+    # Each statement its own transaction: the lock outlives transactions, and the run's own
+    # transactions begin and end between these two.
+    connection.execution_options(isolation_level="AUTOCOMMIT")
+    taken = connection.scalar(select(func.pg_try_advisory_lock(ADVISORY_LOCK_KEY)))
+    connection.commit()
+    if not taken:
+        raise TrainingBusy()
+    try:
+        yield
+    finally:
+        # A connection that broke took the lock with it.
+        if not connection.invalidated:
+            connection.rollback()  # whatever the run left open, if anything
+            connection.execution_options(isolation_level="AUTOCOMMIT")
             connection.scalar(select(func.pg_advisory_unlock(ADVISORY_LOCK_KEY)))
             connection.commit()
 

@@ -1,35 +1,41 @@
 """Fitting a new model version from the stored sales.
 
 A batch fit (the default) reads every matching sale once, in the one query that sums them
-(app/services/aggregates.py); the mean absolute error, which needs the fitted line, is then
-measured on the newest MAE_SAMPLE of them only, a bounded read. Mini-batch and stochastic
-fits read the rows once more per epoch. All of it is read in one snapshot, so a sale recorded
-or deleted meanwhile changes none of it; no write lock is held while the fit computes. The new
-version and its activation are written in one short transaction, and only when every number it
-holds can be shown.
+(app/services/aggregates.py; on SQLite, two connections sum half each, in two threads); the
+mean absolute error, which needs the fitted line, is then measured on the newest MAE_SAMPLE of
+them only, a bounded read. Mini-batch and stochastic fits read the rows once more per epoch.
+All of it is read in one snapshot, so a sale recorded or deleted meanwhile changes none of it;
+no write lock is held while the fit computes. The new version and its activation are written all
+or nothing (registry.add_version), and only when every number it holds can be shown.
+
+On PostgreSQL a run is eight round trips, all on one connection: the pool's ping, the lock,
+the snapshot's BEGIN, the sums, the MAE, COMMIT, the write, the unlock.
 """
 
 import math
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
 import numpy as np
+from sqlalchemy import Connection, select
+from sqlalchemy.orm import Session
 
-from app.db import Database
+from app.db import SQLITE_BEGIN, Database, backend, begin_writing
 from app.errors import InvalidInput
 from app.fields import MAX_CARATS, MAX_QUOTE, MIN_CARATS
 from app.lease import training_lease
-from app.orm import ModelVersion, VersionStatus
+from app.orm import ModelVersion, Sale, VersionStatus
 from app.schemas.registry import TrainRequest
 from app.services import registry
 from app.services.aggregates import (
     SalesFilter,
     check_period,
     mean_absolute_error,
-    newest_sale_id,
     sale_chunks,
-    sufficient_statistics,
+    sales_statistics,
 )
 from models import DivergenceError, InvalidParameterError, ModelError, RingPriceRegressor
 
@@ -102,11 +108,15 @@ def train(
     be shown (then nothing is stored), and TrainingBusy while another run holds the lease.
     """
     check_period(("body",), request.sold_since, request.sold_until)
-    with training_lease(db, lease_ttl):
-        return _train(db, request)
+    # One connection from the lease to the write: on PostgreSQL every checkout costs a round
+    # trip (the pool's ping), and the lock, the snapshot and the write go through this one.
+    with db.engine.connect() as connection, training_lease(db, connection, lease_ttl):
+        version = _fit(db, connection, request)
+        return _store(connection, version, activate=request.activate)
 
 
-def _train(db: Database, request: TrainRequest) -> tuple[ModelVersion, int | None]:
+def _fit(db: Database, connection: Connection, request: TrainRequest) -> ModelVersion:
+    """The new version, not yet stored."""
     where = SalesFilter(
         store_ids=tuple(request.store_ids) if request.store_ids else None,
         sold_since=request.sold_since,
@@ -114,9 +124,9 @@ def _train(db: Database, request: TrainRequest) -> tuple[ModelVersion, int | Non
     )
     started = time.perf_counter()
     regressor = _regressor(request)
-    with db.session(snapshot=True) as session:
-        watermark = newest_sale_id(session)
-        stats = sufficient_statistics(session, where)
+    with _snapshot(db, connection) as sessions:
+        session = sessions[0]
+        watermark, stats = sales_statistics(sessions, where)
         try:
             if request.method == "batch":
                 regressor.fit_stats(stats)
@@ -147,7 +157,7 @@ def _train(db: Database, request: TrainRequest) -> tuple[ModelVersion, int | Non
         else VersionStatus.not_converged
     )
     report = regressor.report_.with_mae(mae) if mae is not None else regressor.report_
-    version = ModelVersion(
+    return ModelVersion(
         status=status,
         method=request.method,
         parameters=regressor.get_params(),
@@ -171,9 +181,56 @@ def _train(db: Database, request: TrainRequest) -> tuple[ModelVersion, int | Non
         estimator=regressor.to_dict(serving=True),
         trained_through_sale_id=watermark,
     )
-    with db.session(write=True) as session:
-        session.add(version)
-        session.flush()
-        if request.activate and status is not VersionStatus.not_converged:
-            registry.activate(session, version.version)
-        return version, registry.active_version(session)
+
+
+def _store(
+    connection: Connection, version: ModelVersion, *, activate: bool
+) -> tuple[ModelVersion, int | None]:
+    """Write the version and, when asked and it may serve, point the service at it, all or
+    nothing; returns it with the active version."""
+    serve = activate and version.status is not VersionStatus.not_converged
+    with _transaction(connection, write=True) as session:
+        return version, registry.add_version(session, version, serve=serve)
+
+
+@contextmanager
+def _snapshot(db: Database, connection: Connection) -> Iterator[list[Session]]:
+    """Sessions that all read one snapshot: the run's own and, on SQLite, a second on another
+    connection, that sums half of the sales beside it (PostgreSQL parallelises its scans
+    itself)."""
+    if backend(connection) == "postgresql":
+        with _transaction(connection, snapshot=True) as session:
+            yield [session]
+        return
+    with _transaction(connection) as first, db.session(snapshot=True) as second:
+        # Both begin to read while this holds the write lock: no commit comes between the
+        # two, so they see the same sales. The lock is held for two reads of one row.
+        with db.session(write=True) as lock:
+            begin_writing(lock)
+            for session in (first, second):
+                session.execute(select(Sale.id).limit(1)).all()
+        yield [first, second]
+
+
+@contextmanager
+def _transaction(
+    connection: Connection, *, snapshot: bool = False, write: bool = False
+) -> Iterator[Session]:
+    """A session on the run's connection that commits when the block succeeds and rolls back
+    when it raises: as Database.session, on a connection already checked out. A snapshot's
+    statements all see the same data (SQLite's read transactions are snapshots already); a
+    writer on SQLite takes the write lock when it begins."""
+    if backend(connection) == "postgresql":
+        # A write is one statement (registry.add_version): in autocommit, no BEGIN and
+        # COMMIT round trips around it.
+        level = "REPEATABLE READ" if snapshot else "AUTOCOMMIT" if write else None
+        connection.execution_options(isolation_level=level or connection.default_isolation_level)
+    else:
+        connection.execution_options(**{SQLITE_BEGIN: "IMMEDIATE" if write else "DEFERRED"})
+    with Session(connection, expire_on_commit=False) as session:
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise

@@ -13,8 +13,8 @@ from app.deps import (
 )
 from app.errors import AppError
 from app.lease import TrainingBusy
+from app.live import NO_SALES
 from app.routes import JsonRoute
-from app.routes.registry import present
 from app.schemas.registry import ModelVersionPublic, TrainRequest
 
 router = APIRouter(prefix="/api/v1", tags=["models"], route_class=JsonRoute)
@@ -47,4 +47,6 @@ def train(
     metrics.training_runs.labels(row.status).inc()
     cache.invalidate()
     live.invalidate()
-    return present([row], active, live)[0]
+    # Its live accuracy as of its snapshot, which held no sale above its watermark: none
+    # yet, and no query to say so. The registry counts the sales recorded since.
+    return ModelVersionPublic.from_row(row, active=active, live=NO_SALES)

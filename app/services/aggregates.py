@@ -1,7 +1,7 @@
 """Aggregates over sales computed in the database: the rows never come into Python whole."""
 
-import statistics
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime
 from enum import StrEnum
@@ -11,6 +11,7 @@ import numpy as np
 from sqlalchemy import (
     ColumnElement,
     Double,
+    Select,
     bindparam,
     case,
     cast,
@@ -19,6 +20,7 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.orm import InstrumentedAttribute, Session
+from sqlalchemy.sql.selectable import ScalarSelect
 
 from app.db import backend
 from app.errors import InvalidInput
@@ -64,14 +66,20 @@ def _dollars(cents: ColumnElement[int] | InstrumentedAttribute[int]) -> ColumnEl
     return cast(cents, Double[float](asdecimal=False)) / 100.0
 
 
-def _shifted_sums(shift_x: float, shift_cents: int) -> list[ColumnElement[Any]]:
+def _centred(shift_x: float, shift_cents: int) -> tuple[ColumnElement[Any], ColumnElement[Any]]:
+    """A sale's carats and price in cents less a reference sale's."""
+    # A float reference makes dc a float on both backends: an integer sum of squared cents
+    # could overflow, and PostgreSQL would sum a bigint as a slow exact numeric.
+    return (
+        Sale.carats - shift_x,
+        Sale.price_cents - bindparam(None, float(shift_cents), Double[float](asdecimal=False)),
+    )
+
+
+def _sums(dx: ColumnElement[Any], dc: ColumnElement[Any]) -> list[ColumnElement[Any]]:
     """count, and the sums of dx, dc, dx^2, dx dc, dc^2 around a reference sale, with dc in
     cents: _stats turns them into dollars with three divisions of the sums instead of one per
     sale and sum, which keeps the pass as cheap as the plain five sums."""
-    dx = Sale.carats - shift_x
-    # A float reference makes dc a float on both backends: an integer sum of squared cents
-    # could overflow, and PostgreSQL would sum a bigint as a slow exact numeric.
-    dc = Sale.price_cents - bindparam(None, float(shift_cents), Double[float](asdecimal=False))
     return [
         func.count(),
         func.sum(dx),
@@ -80,6 +88,10 @@ def _shifted_sums(shift_x: float, shift_cents: int) -> list[ColumnElement[Any]]:
         func.sum(dx * dc),
         func.sum(dc * dc),
     ]
+
+
+def _shifted_sums(shift_x: float, shift_cents: int) -> list[ColumnElement[Any]]:
+    return _sums(*_centred(shift_x, shift_cents))
 
 
 def _stats(row: Sequence[Any], shift_x: float, shift_cents: int) -> SufficientStats:
@@ -98,13 +110,39 @@ def _stats(row: Sequence[Any], shift_x: float, shift_cents: int) -> SufficientSt
 
 def newest_sale_id(session: Session) -> int:
     """The highest sale id (0 when there are none)."""
-    return session.scalar(select(func.coalesce(func.max(Sale.id), 0))) or 0
+    return session.scalar(_NEWEST_ID) or 0
+
+
+_NEWEST_ID = select(func.coalesce(func.max(Sale.id), 0))
 
 
 # Sales a reference point is taken from: their median is a typical sale, whatever outliers
 # the first ones hold, at the cost of reading a thousand index entries.
 REFERENCE_SAMPLE = 1024
 Reference = tuple[float, int]  # carats, price in cents
+
+
+def _typical(conditions: Sequence[ColumnElement[bool]]) -> list[ScalarSelect[Any]]:
+    """The lower medians of the carats and of the prices of the first REFERENCE_SAMPLE
+    matching sales (NULL when there are none), worked out by the database: its answer is two
+    numbers, not a thousand rows."""
+    sample = (
+        select(Sale.carats, Sale.price_cents)
+        .where(*conditions)
+        .order_by(Sale.id)
+        .limit(REFERENCE_SAMPLE)
+        .cte("reference_sample")
+    )
+    # The lower middle of n values is the ((n - 1) // 2)-th, as statistics.median_low takes.
+    middle = select((func.count() - 1) // 2).select_from(sample).scalar_subquery()
+    return [
+        select(column).order_by(column).limit(1).offset(middle).scalar_subquery()
+        for column in (sample.c.carats, sample.c.price_cents)
+    ]
+
+
+def _reference(carats: float | None, cents: int | None) -> Reference | None:
+    return None if carats is None or cents is None else (float(carats), int(cents))
 
 
 def typical_sale(session: Session, conditions: Sequence[ColumnElement[bool]]) -> Reference | None:
@@ -114,25 +152,100 @@ def typical_sale(session: Session, conditions: Sequence[ColumnElement[bool]]) ->
     Sums around a typical sale keep the spread's digits: around an outlier (a price of
     $99,999,999.99 typed for $999.99) every term would be huge, and taking that sale out again
     would leave only the rounding of the rest."""
-    rows = session.execute(
-        select(Sale.carats, Sale.price_cents)
-        .where(*conditions)
-        .order_by(Sale.id)
-        .limit(REFERENCE_SAMPLE)
-    ).all()
-    if not rows:
-        return None
-    carats, cents = zip(*rows, strict=True)
-    return float(statistics.median_low(carats)), int(statistics.median_low(cents))
+    carats, cents = session.execute(select(*_typical(conditions))).one()
+    return _reference(carats, cents)
 
 
-def sufficient_statistics(session: Session, where: SalesFilter) -> SufficientStats:
+def _newest_and_typical(session: Session, where: SalesFilter) -> tuple[int, Reference | None]:
+    """newest_sale_id and the typical matching sale, in one statement."""
+    newest, carats, cents = session.execute(
+        select(_NEWEST_ID.scalar_subquery(), *_typical(where.conditions()))
+    ).one()
+    return int(newest), _reference(carats, cents)
+
+
+def sales_statistics(
+    sessions: Sequence[Session], where: SalesFilter
+) -> tuple[int, SufficientStats]:
+    """The newest sale id, and the statistics of the matching sales, read in the one snapshot
+    the sessions share: on SQLite a second session sums half of the sales beside the first."""
+    if backend(sessions[0]) == "postgresql":
+        return _regression_sums(sessions[0], where)
+    newest, reference = _newest_and_typical(sessions[0], where)
+    return newest, _shifted_statistics(sessions, where, reference)
+
+
+def _regression_sums(session: Session, where: SalesFilter) -> tuple[int, SufficientStats]:
+    """PostgreSQL's regr_* aggregates keep the count, the means and the sums of squares and
+    products around the running mean (Youngs and Cramer's update, accurate whatever the
+    carats' offset) in one state that the six share: one step a sale where six sums take
+    six, and no typical sale to read first. The newest id comes in the same statement."""
+    y, x = cast(Sale.price_cents, Double[float](asdecimal=False)), Sale.carats
+    newest, n, mean_x, mean_cents, sxx, sxc, scc = session.execute(
+        select(
+            _NEWEST_ID.scalar_subquery(),
+            *(f(y, x) for f in (func.regr_count, func.regr_avgx, func.regr_avgy)),
+            *(f(y, x) for f in (func.regr_sxx, func.regr_sxy, func.regr_syy)),
+        ).where(*where.conditions())
+    ).one()
+    stats = SufficientStats.from_sums(
+        n=int(n),
+        shift_x=mean_x,
+        shift_y=mean_cents / 100.0 if mean_cents is not None else None,
+        sum_x=0.0,
+        sum_y=0.0,
+        sum_xx=sxx,
+        sum_xy=sxc / 100.0 if sxc is not None else None,
+        sum_yy=scc / 10_000.0 if scc is not None else None,
+    )
+    return int(newest), stats
+
+
+# Below this many ids a second scanning thread costs more than it saves.
+PARALLEL_SCAN_IDS = 100_000
+
+
+def _shifted_statistics(
+    sessions: Sequence[Session], where: SalesFilter, shift: Reference | None
+) -> SufficientStats:
     """The six sums over the matching sales, around a typical sale so that carats clustered
-    far from zero keep their precision."""
-    conds = where.conditions()
-    shift = typical_sale(session, conds) or (0.0, 0)
-    row = session.execute(select(*_shifted_sums(*shift)).where(*conds)).one()
-    return _stats(row, *shift)
+    far from zero keep their precision.
+
+    With a second session, which must see the same snapshot as the first, and enough sales,
+    each sums half the ids in a thread of its own: SQLite's scan is one core's work, and the
+    sqlite3 module lets go of the GIL while it steps. The halves add up to the sums of every
+    matching sale, as one pass would."""
+    centre = shift or (0.0, 0)
+    conditions = where.conditions()
+
+    def query(*more: ColumnElement[bool]) -> Select[Any]:
+        return _sums_query(centre, [*conditions, *more])
+
+    first, *others = sessions
+    if others:
+        # Apart, each is one look at an end of the index; together, SQLite scans the table.
+        low, high = first.execute(
+            select(*(select(f(Sale.id)).scalar_subquery() for f in (func.min, func.max)))
+        ).one()
+        if low is not None and high - low >= PARALLEL_SCAN_IDS:
+            cut = low + (high - low) // 2
+            with ThreadPoolExecutor(1, thread_name_prefix="training-scan") as pool:
+                lower = pool.submit(lambda: others[0].execute(query(Sale.id <= cut)).one())
+                upper = first.execute(query(Sale.id > cut)).one()
+                # Sums around the same point add up term by term: the one pass's own sums,
+                # added in another order.
+                row = [(a or 0) + (b or 0) for a, b in zip(lower.result(), upper, strict=True)]
+                return _stats(row, *centre)
+    return _stats(first.execute(query()).one(), *centre)
+
+
+def _sums_query(centre: Reference, conditions: Sequence[ColumnElement[bool]]) -> Select[Any]:
+    dx, dc = _centred(*centre)
+    # SQLite computes an expression at each mention, dx and dc three times a sale each. Out of
+    # a subquery it cannot merge into the sums (it has a LIMIT, of none), each is computed
+    # once and read back after: a sixth less work a sale.
+    centred = select(dx.label("dx"), dc.label("dc")).where(*conditions).limit(-1).subquery()
+    return select(*_sums(centred.c.dx, centred.c.dc))
 
 
 class Period(StrEnum):

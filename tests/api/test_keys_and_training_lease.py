@@ -107,7 +107,7 @@ def test_a_second_training_while_one_runs_is_409(settings: Settings, client: Tes
     _, key = new_store(client)
     add_sales(client, key, THREE_SALES)
     db = Database(settings)
-    with training_lease(db, timedelta(minutes=5)):
+    with db.engine.connect() as connection, training_lease(db, connection, timedelta(minutes=5)):
         busy = client.post("/api/v1/train", headers=ADMIN)
         assert busy.status_code == 409
         assert busy.headers["Retry-After"]

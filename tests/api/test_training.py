@@ -2,13 +2,21 @@
 
 import re
 from datetime import UTC, datetime, timedelta
+from fractions import Fraction
+from typing import Any
 
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, delete, event
+from sqlalchemy.exc import OperationalError
 
+from app.config import Settings
+from app.db import Database
+from app.main import create_app
+from app.orm import Base, Sale
 from app.services import aggregates
-from tests.helpers import ADMIN, add_sales, all_items, new_store
+from tests.helpers import ADMIN, ADMIN_KEY, add_sales, all_items, new_store
 
 ARTICLE_PLAIN = {
     "learning_rate": 0.01,
@@ -252,3 +260,144 @@ def test_each_version_reports_its_error_on_later_sales(client: TestClient) -> No
     live = client.get(f"/api/v1/models/{version['version']}").json()["live"]
     # The line is 80 + 50 x: it quotes 280 and 330, ten off each way.
     assert live == {"n_sales": 2, "rmse": pytest.approx(10.0), "bias": pytest.approx(0.0)}
+
+
+def test_a_training_runs_through_one_connection_in_a_few_statements(client: TestClient) -> None:
+    """Each checkout is a round trip on PostgreSQL (the pool's ping), and so is each
+    statement: a run takes its lock, reads its snapshot and writes its version through one
+    connection, and answers without reading the live accuracy."""
+    _, key = new_store(client)
+    add_sales(client, key, article_rows(30))
+    engine = client.app.state.db.engine  # type: ignore[attr-defined]
+    statements: list[str] = []
+    checkouts: list[object] = []
+
+    def on_execute(*args: Any) -> None:
+        statements.append(" ".join(args[2].split()))
+
+    event.listen(engine, "before_cursor_execute", on_execute)
+    event.listen(engine, "checkout", lambda *_: checkouts.append(1))
+    try:
+        assert client.post("/api/v1/train", headers=ADMIN).status_code == 201
+    finally:
+        event.remove(engine, "before_cursor_execute", on_execute)
+    assert not [s for s in statements if "deleted_sales" in s or "pg_stat_activity" in s]
+    if engine.dialect.name == "postgresql":
+        assert len(checkouts) == 1
+        # The lock; the newest id with the sums; the MAE; the version with the pointer; the
+        # unlock.
+        assert len(statements) == 5, statements
+
+
+@pytest.mark.parametrize("threshold", [1, 10**9])
+def test_the_sums_split_over_two_threads_are_those_of_one_pass(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch, threshold: int
+) -> None:
+    _, key = new_store(client)
+    rows = article_rows(80)
+    add_sales(client, key, rows)
+    engine = client.app.state.db.engine  # type: ignore[attr-defined]
+    sums: list[str] = []
+
+    def on_execute(*args: Any) -> None:
+        if "sum(" in args[2] or "regr_count(" in args[2]:
+            sums.append(args[2])
+
+    monkeypatch.setattr(aggregates, "PARALLEL_SCAN_IDS", threshold)
+    event.listen(engine, "before_cursor_execute", on_execute)
+    try:
+        version = client.post("/api/v1/train", headers=ADMIN).json()
+    finally:
+        event.remove(engine, "before_cursor_execute", on_execute)
+    split = engine.dialect.name == "sqlite" and threshold == 1
+    assert len(sums) == (2 if split else 1)
+    silver, gold = least_squares(rows)
+    assert version["n_samples"] == 80
+    assert version["silver_price"] == pytest.approx(silver, rel=1e-9)
+    assert version["gold_price_per_carat"] == pytest.approx(gold, rel=1e-9)
+    x = np.array([r[0] for r in rows])
+    y = np.array([float(r[1]) for r in rows])
+    r2 = 1 - np.sum((y - silver - gold * x) ** 2) / np.sum((y - y.mean()) ** 2)
+    assert version["metrics"]["r2"] == pytest.approx(r2, rel=1e-9)
+
+
+def test_the_two_scans_begin_on_one_snapshot(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite: the second connection begins to read while the first's snapshot is open; a
+    commit in between would give the halves different sales, so none can come."""
+    settings = Settings(DATABASE_URL=sqlite_url, ADMIN_API_KEY=ADMIN_KEY)
+    impatient = Database(settings.model_copy(update={"SQLITE_BUSY_TIMEOUT_MS": 0}))
+    monkeypatch.setattr(aggregates, "PARALLEL_SCAN_IDS", 1)
+    refused: list[str] = []
+
+    def delete_between(*args: Any) -> None:
+        if args[2].startswith("SELECT sales.id") and not refused:
+            try:
+                with impatient.session() as session:
+                    session.execute(delete(Sale).where(Sale.id == 1))
+            except OperationalError as exc:
+                refused.append(str(exc.orig))
+
+    with TestClient(create_app(settings)) as client:
+        _, key = new_store(client)
+        add_sales(client, key, article_rows(40))
+        engine = client.app.state.db.engine  # type: ignore[attr-defined]
+        event.listen(engine, "before_cursor_execute", delete_between)
+        try:
+            version = client.post("/api/v1/train", headers=ADMIN).json()
+        finally:
+            event.remove(engine, "before_cursor_execute", delete_between)
+    assert refused == ["database is locked"]
+    assert version["n_samples"] == 40
+    impatient.dispose()
+
+
+def test_sqlite_centres_each_sale_once(sqlite_url: str) -> None:
+    """The sums read dx and dc from a co-routine, not each mention anew from the row."""
+    query = aggregates._sums_query((1.0, 100), [Sale.id > 0])
+    engine = create_engine(sqlite_url)
+    with engine.begin() as connection:
+        Base.metadata.create_all(connection)
+        compiled = query.compile(connection, compile_kwargs={"literal_binds": True})
+        plan = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}").all()
+    engine.dispose()
+    assert any("CO-ROUTINE" in row[-1] for row in plan), plan
+
+
+def test_what_a_training_answers_is_what_it_stored(client: TestClient) -> None:
+    _, key = new_store(client)
+    add_sales(client, key, article_rows(30))
+    served = client.post("/api/v1/train", headers=ADMIN).json()
+    kept = client.post("/api/v1/train", json={"activate": False}, headers=ADMIN).json()
+    assert (served["active"], kept["active"]) == (True, False)
+    assert kept["version"] > served["version"]
+    for answer in (served, kept):
+        stored = client.get(f"/api/v1/models/{answer['version']}").json()
+        assert stored == {**answer, "active": stored["active"]}
+    assert client.get("/api/v1/models/active").json()["version"] == served["version"]
+
+
+def test_carats_clustered_far_from_zero_keep_their_digits(client: TestClient) -> None:
+    """Sums of squares of carats near 9,000 would lose the spread to cancellation; both
+    backends' sums keep it (SQLite's around a typical sale, PostgreSQL's around the mean)."""
+    rng = np.random.default_rng(3)
+    rows = [
+        (
+            round(9000 + 0.001 * i, 3),
+            f"{30 + 50 * (9000 + 0.001 * i) + rng.integers(-500, 500) / 100:.2f}",
+        )
+        for i in range(200)
+    ]
+    _, key = new_store(client)
+    add_sales(client, key, rows)
+    version = client.post("/api/v1/train", headers=ADMIN).json()
+    x = [Fraction(c) for c, _ in rows]
+    y = [Fraction(p) for _, p in rows]
+    mx, my = sum(x) / len(x), sum(y) / len(y)
+    gold = sum((a - mx) * (b - my) for a, b in zip(x, y, strict=True)) / sum(
+        (a - mx) ** 2 for a in x
+    )
+    silver = my - gold * mx
+    assert version["gold_price_per_carat"] == pytest.approx(float(gold), rel=1e-6)
+    assert version["silver_price"] == pytest.approx(float(silver), rel=1e-6)
