@@ -1,14 +1,24 @@
 """Sales: one, a batch, a CSV import, a page, a sample."""
 
+from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
+import orjson
 from pydantic import (
     BaseModel,
     Field,
 )
 
-from app.fields import Amount, BodyCarats, BodyId, Money, Price, Timestamp, from_cents
+from app.fields import (
+    Amount,
+    BodyCarats,
+    BodyId,
+    Money,
+    Price,
+    Timestamp,
+    from_cents,
+)
 from app.schemas.common import Input
 
 
@@ -66,6 +76,25 @@ class SaleBatch(Input):
 class SaleBatchResult(BaseModel):
     count: int
     items: list[SalePublic]
+
+    @staticmethod
+    def json_of(ids: Sequence[int], rows: Sequence[Mapping[str, Any]]) -> str:
+        """The model_dump_json() of the result for these sales (their ids, and their rows as
+        inserted), byte for byte, written by orjson: building 10,000 SalePublic objects and
+        dumping them took longer than validating and inserting the batch."""
+        items = [
+            {
+                "id": sale_id,
+                "store_id": row["store_id"],
+                "carats": row["carats"],
+                # Money's text for a price, which is positive.
+                "price": f"{row['price_cents'] // 100}.{row['price_cents'] % 100:02d}",
+                "sold_at": row["sold_at"],
+                "created_at": row["created_at"],
+            }
+            for sale_id, row in zip(ids, rows, strict=True)
+        ]
+        return orjson.dumps({"count": len(items), "items": items}, option=orjson.OPT_UTC_Z).decode()
 
 
 class SalePoint(BaseModel):

@@ -2,12 +2,12 @@
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import numpy as np
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.config import Settings
@@ -76,22 +76,45 @@ def check_store_ids(
     session: Session, caller: Caller, wanted: Sequence[int | None], loc: StoreIdLoc
 ) -> list[int]:
     """The store of each record, checked against the caller; every problem is reported."""
-    known = known_stores(session, [(caller, store_id) for store_id in wanted])
+    # A batch names few stores (usually none): each is checked once, and only a batch with a
+    # problem is gone through record by record, to say where each problem is.
+    named = list(dict.fromkeys(wanted))
+    known = known_stores(session, [(caller, store_id) for store_id in named])
+    try:
+        resolved = {named_id: _store_id(caller, named_id, known, []) for named_id in named}
+    except InvalidInput:
+        pass
+    else:
+        return [resolved[named_id] for named_id in wanted]
     errors: list[dict[str, Any]] = []
-    ids: list[int] = []
     for index, named_id in enumerate(wanted):
         try:
-            ids.append(_store_id(caller, named_id, known, loc(index)))
+            _store_id(caller, named_id, known, loc(index))
         except InvalidInput as exc:
             errors += exc.detail
-    if errors:
-        raise InvalidInput(errors)
-    return ids
+    raise InvalidInput(errors)
 
 
 SALES = Sale.metadata.tables[Sale.__tablename__]
 _COLUMNS = ("store_id", "carats", "price_cents", "sold_at", "created_at")
-_COPY_SALES = f"COPY {SALES.name} (id, {', '.join(_COLUMNS)}) FROM STDIN"
+_INSERT_SQLITE = (
+    f"INSERT INTO {SALES.name} ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
+)
+_COPY_SALES = f"COPY {SALES.name} (id, {', '.join(_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
+_COPY_TYPES = ("int8", "int8", "float8", "int8", "timestamptz", "timestamptz")
+
+
+class SaleInput(Protocol):
+    """A sale to record: a validated SaleCreate, or a NewSale."""
+
+    @property
+    def carats(self) -> float: ...
+    @property
+    def price(self) -> Decimal: ...
+    @property
+    def store_id(self) -> int | None: ...
+    @property
+    def sold_at(self) -> datetime | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +129,7 @@ class StoredSale:
     created_at: datetime
 
 
-def sale_row(store_id: int, record: NewSale, now: datetime) -> dict[str, Any]:
+def sale_row(store_id: int, record: SaleInput, now: datetime) -> dict[str, Any]:
     """The columns of a new sale, other than its id."""
     return {
         "store_id": store_id,
@@ -117,42 +140,90 @@ def sale_row(store_id: int, record: NewSale, now: datetime) -> dict[str, Any]:
     }
 
 
-def insert_sales(session: Session, rows: Sequence[dict[str, Any]]) -> list[StoredSale]:
-    """Insert the rows by the fastest path the backend has, with no object per row: SQLite's
-    executemany, PostgreSQL's COPY. Returns the sales stored, in the order of the rows."""
+def sqlite_time(moment: datetime) -> str:
+    """A moment as the ORM's UTCDateTime stores it in SQLite: naive UTC text, which sorts and
+    compares as the moments do."""
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+def insert_rows(session: Session, rows: Sequence[dict[str, Any]]) -> Sequence[int]:
+    """Insert the rows by the fastest path the backend has, with no object per row and no
+    SQLAlchemy processing of each value: SQLite's executemany, PostgreSQL's binary COPY, on
+    the session's own connection and transaction. Returns their ids, in the order of the
+    rows."""
     if not rows:
         return []
-    ids: Sequence[int]
+    driver = session.connection().connection.driver_connection
+    assert driver is not None
     if backend(session) == "sqlite":
-        session.execute(insert(SALES), rows)
+        # The values bound as the ORM would bind them (sqlite_time), but without its type
+        # processing of each one, which took as long as the insert itself; the rows of a
+        # batch share created_at, so each moment is written once.
+        times: dict[datetime, str] = {}
+
+        def text(moment: datetime) -> str:
+            if (written := times.get(moment)) is None:
+                written = times[moment] = sqlite_time(moment)
+            return written
+
+        driver.executemany(
+            _INSERT_SQLITE,
+            [
+                (
+                    r["store_id"],
+                    r["carats"],
+                    r["price_cents"],
+                    text(r["sold_at"]),
+                    text(r["created_at"]),
+                )
+                for r in rows
+            ],
+        )
         # AUTOINCREMENT numbers the rows of one transaction consecutively: it holds the write
         # lock from its first insert, and no id is ever reused or skipped within it.
-        last = session.scalar(select(func.last_insert_rowid()))
-        assert last is not None
-        ids = range(last - len(rows) + 1, last + 1)
-    else:
+        [(last,)] = driver.execute("SELECT last_insert_rowid()").fetchall()
+        return range(last - len(rows) + 1, last + 1)
+    with driver.cursor() as cursor:
         # The ids are drawn from the sequence first (no other transaction can get them), so
-        # that the rows can go in by COPY, which returns nothing.
-        draw = select(func.nextval(func.pg_get_serial_sequence(SALES.name, "id")))
-        ids = list(session.scalars(draw.select_from(func.generate_series(1, len(rows)))))
-        psycopg = session.connection().connection.driver_connection
-        assert psycopg is not None
-        with psycopg.cursor() as cursor, cursor.copy(_COPY_SALES) as copy:
-            for sale_id, row in zip(ids, rows, strict=True):
-                copy.write_row((sale_id, *(row[c] for c in _COLUMNS)))
+        # that the rows can go in by COPY, which returns nothing. The sequence is looked up
+        # once, in a subquery: called in nextval's argument, it was looked up for every row.
+        cursor.execute(
+            "SELECT array_agg(nextval((SELECT pg_get_serial_sequence(%s, 'id')::regclass)))"
+            " FROM generate_series(1, %s)",
+            (SALES.name, len(rows)),
+        )
+        [ids] = cursor.fetchone()
+        with cursor.copy(_COPY_SALES) as copy:
+            copy.set_types(_COPY_TYPES)
+            for sale_id, r in zip(ids, rows, strict=True):
+                copy.write_row(
+                    (
+                        sale_id,
+                        r["store_id"],
+                        r["carats"],
+                        r["price_cents"],
+                        r["sold_at"],
+                        r["created_at"],
+                    )
+                )
+    return ids
+
+
+def insert_sales(session: Session, rows: Sequence[dict[str, Any]]) -> list[StoredSale]:
+    """Insert the rows (insert_rows); returns the sales stored, in the order of the rows."""
+    ids = insert_rows(session, rows)
     return [StoredSale(sale_id, **row) for sale_id, row in zip(ids, rows, strict=True)]
 
 
 def record_sales(
-    session: Session, caller: Caller, records: Sequence[NewSale], *, loc: StoreIdLoc = in_batch
-) -> list[StoredSale]:
-    """Insert all records or none; returns the sales stored, in the order of the records."""
+    session: Session, caller: Caller, records: Sequence[SaleInput], *, loc: StoreIdLoc = in_batch
+) -> tuple[Sequence[int], list[dict[str, Any]]]:
+    """Insert all records or none; returns the ids and the rows stored, in the order of the
+    records."""
     store_ids = check_store_ids(session, caller, [r.store_id for r in records], loc)
     now = utcnow()
-    return insert_sales(
-        session,
-        [sale_row(store_id, r, now) for store_id, r in zip(store_ids, records, strict=True)],
-    )
+    rows = [sale_row(store_id, r, now) for store_id, r in zip(store_ids, records, strict=True)]
+    return insert_rows(session, rows), rows
 
 
 @dataclass(frozen=True)
