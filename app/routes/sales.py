@@ -3,7 +3,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Body, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
@@ -30,13 +30,13 @@ from app.routes import JsonRoute
 from app.schemas.common import ErrorBody
 from app.schemas.sales import (
     ImportResult,
-    SaleBatch,
     SaleBatchResult,
     SaleCreate,
     SalePage,
     SalePoint,
     SalePublic,
     SaleSample,
+    ValidBatch,
 )
 from app.services import idempotency, sales
 from app.services.aggregates import SalesFilter, check_period
@@ -100,7 +100,7 @@ class _Written(BaseModel):
 
 @router.post("/batch", status_code=201, response_model=SaleBatchResult, dependencies=[WRITES])
 def create_batch(
-    body: SaleBatch,
+    body: Annotated[ValidBatch, Body()],
     caller: CallerDep,
     session: SessionDep,
     settings: SettingsDep,
@@ -119,13 +119,14 @@ def create_batch(
 
     if idempotency_key is None:
         return _respond(idempotency.Answer(201, produce()))
+    # Only a request with a key pays for the batch as a model, which identifies it.
     ttl = timedelta(hours=settings.IDEMPOTENCY_TTL_HOURS)
     return _respond(
         idempotency.once(
             session,
             caller.scope,
             idempotency_key,
-            body,
+            body.model(),
             ttl,
             lambda: _Written(text=produce()),
         )

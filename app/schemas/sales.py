@@ -1,16 +1,27 @@
 """Sales: one, a batch, a CSV import, a page, a sample."""
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from decimal import Decimal
+from typing import Any, ClassVar, NamedTuple, Protocol, cast
 
 import orjson
 from pydantic import (
     BaseModel,
     Field,
+    GetCoreSchemaHandler,
+    ValidatorFunctionWrapHandler,
 )
+from pydantic_core import core_schema
 
 from app.fields import (
+    CENT,
+    MAX_CARATS,
+    MAX_ID,
+    MAX_PRICE,
+    MIN_CARATS,
+    PRICE_TEXT,
     Amount,
     BodyCarats,
     BodyId,
@@ -18,6 +29,7 @@ from app.fields import (
     Price,
     Timestamp,
     from_cents,
+    timestamp_from_text,
 )
 from app.schemas.common import Input
 
@@ -71,6 +83,88 @@ class SalePublic(BaseModel):
 
 class SaleBatch(Input):
     records: list[SaleCreate] = Field(min_length=1)
+
+
+class SaleRecord(NamedTuple):
+    """A record of a batch as validated: what its SaleCreate holds, as a tuple."""
+
+    carats: float
+    price: Decimal
+    store_id: int | None
+    sold_at: datetime | None
+
+
+_RECORD_FIELDS = frozenset(SaleCreate.model_fields)
+
+
+def _fast_record(record: Any) -> SaleRecord | None:
+    """The record as SaleCreate validates it, when it is written the usual way (JSON numbers
+    or price text, an RFC 3339 sold_at in UTC or with an offset); None for anything else,
+    which SaleCreate then judges. Every value accepted here is one SaleCreate accepts and
+    reads the same (tests/api/test_batch_validation.py)."""
+    if type(record) is not dict or not record.keys() <= _RECORD_FIELDS:
+        return None
+    carats: Any = record.get("carats")
+    price: Any = record.get("price")
+    store_id: Any = record.get("store_id")
+    sold_at: Any = record.get("sold_at")
+    if type(carats) is int and MIN_CARATS <= carats <= MAX_CARATS:
+        carats = float(carats)  # after the range: an integer of 400 digits overflows a float
+    elif type(carats) is Decimal:
+        carats = float(carats)  # as pydantic reads it, and far faster to compare as a float
+    if type(carats) is not float or not MIN_CARATS <= carats <= MAX_CARATS:
+        return None
+    if (type(price) is str and PRICE_TEXT.fullmatch(price)) or type(price) is int:
+        price = Decimal(price)
+    elif type(price) is not Decimal or not price.is_finite():
+        return None
+    # In range first, so that quantize cannot overflow; then no more than two decimals as
+    # written (a JSON number comes as the Decimal of its literal).
+    if not 0 < price <= MAX_PRICE or (exact := price.quantize(CENT)) != price:
+        return None
+    if store_id is not None and (type(store_id) is not int or not 1 <= store_id <= MAX_ID):
+        return None
+    if sold_at is not None:
+        if type(sold_at) is not str:
+            return None
+        try:
+            sold_at = timestamp_from_text(sold_at)
+        except ValueError:
+            return None
+    return SaleRecord(carats, exact, store_id, sold_at)
+
+
+@dataclass(frozen=True)
+class ValidBatch:
+    """A SaleBatch as validated, its records as tuples. A batch of records written the usual
+    way is read without a model per record, six times faster; any other is validated by
+    SaleBatch, so that every error and every value is SaleBatch's. Its schema is SaleBatch's."""
+
+    records: list[SaleRecord]
+    # The model whose JSON this type reads (app/routes/__init__.py asks).
+    validated_as: ClassVar[type[BaseModel]] = SaleBatch
+
+    @classmethod
+    def __get_pydantic_core_schema__(
+        cls, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.no_info_wrap_validator_function(cls._validate, handler(SaleBatch))
+
+    @classmethod
+    def _validate(cls, value: Any, full: ValidatorFunctionWrapHandler) -> "ValidBatch":
+        if type(value) is dict and value.keys() == {"records"}:
+            given = value["records"]
+            if type(given) is list and given:
+                records = [_fast_record(record) for record in given]
+                if None not in records:
+                    return cls(cast(list[SaleRecord], records))
+        batch: SaleBatch = full(value)
+        return cls([SaleRecord(r.carats, r.price, r.store_id, r.sold_at) for r in batch.records])
+
+    def model(self) -> SaleBatch:
+        """The SaleBatch these records came from, as validated: what identifies the request
+        under an Idempotency-Key."""
+        return SaleBatch(records=[SaleCreate.model_validate(r._asdict()) for r in self.records])
 
 
 class SaleBatchResult(BaseModel):
