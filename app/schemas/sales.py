@@ -30,6 +30,7 @@ from app.fields import (
     Timestamp,
     from_cents,
     timestamp_from_text,
+    to_cents,
 )
 from app.schemas.common import Input
 
@@ -89,7 +90,7 @@ class SaleRecord(NamedTuple):
     """A record of a batch as validated: what its SaleCreate holds, as a tuple."""
 
     carats: float
-    price: Decimal
+    price_cents: int
     store_id: int | None
     sold_at: datetime | None
 
@@ -114,13 +115,19 @@ def _fast_record(record: Any) -> SaleRecord | None:
         carats = float(carats)  # as pydantic reads it, and far faster to compare as a float
     if type(carats) is not float or not MIN_CARATS <= carats <= MAX_CARATS:
         return None
-    if (type(price) is str and PRICE_TEXT.fullmatch(price)) or type(price) is int:
-        price = Decimal(price)
-    elif type(price) is not Decimal or not price.is_finite():
-        return None
-    # In range first, so that quantize cannot overflow; then no more than two decimals as
-    # written (a JSON number comes as the Decimal of its literal).
-    if not 0 < price <= MAX_PRICE or (exact := price.quantize(CENT)) != price:
+    if type(price) is str and PRICE_TEXT.fullmatch(price):
+        # The pattern admits only amounts in range with two decimals, zeros after them aside.
+        dollars, _, decimals = price.partition(".")
+        cents = int(dollars + decimals[:2].ljust(2, "0"))
+    elif type(price) is int and 0 < price <= MAX_PRICE:
+        cents = price * 100
+    elif type(price) is Decimal and price.is_finite() and 0 < price <= MAX_PRICE:
+        # In range first, so that quantize cannot overflow; then no more than two decimals
+        # as written (a JSON number comes as the Decimal of its literal).
+        if (exact := price.quantize(CENT)) != price:
+            return None
+        cents = to_cents(exact)
+    else:
         return None
     if store_id is not None and (type(store_id) is not int or not 1 <= store_id <= MAX_ID):
         return None
@@ -131,7 +138,7 @@ def _fast_record(record: Any) -> SaleRecord | None:
             sold_at = timestamp_from_text(sold_at)
         except ValueError:
             return None
-    return SaleRecord(carats, exact, store_id, sold_at)
+    return SaleRecord(carats, cents, store_id, sold_at)
 
 
 @dataclass(frozen=True)
@@ -159,12 +166,24 @@ class ValidBatch:
                 if None not in records:
                     return cls(cast(list[SaleRecord], records))
         batch: SaleBatch = full(value)
-        return cls([SaleRecord(r.carats, r.price, r.store_id, r.sold_at) for r in batch.records])
+        return cls(
+            [SaleRecord(r.carats, to_cents(r.price), r.store_id, r.sold_at) for r in batch.records]
+        )
 
     def model(self) -> SaleBatch:
         """The SaleBatch these records came from, as validated: what identifies the request
         under an Idempotency-Key."""
-        return SaleBatch(records=[SaleCreate.model_validate(r._asdict()) for r in self.records])
+        return SaleBatch(
+            records=[
+                SaleCreate(
+                    store_id=r.store_id,
+                    carats=r.carats,
+                    price=from_cents(r.price_cents),
+                    sold_at=r.sold_at,
+                )
+                for r in self.records
+            ]
+        )
 
 
 class SaleBatchResult(BaseModel):

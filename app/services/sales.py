@@ -37,6 +37,10 @@ class NewSale:
     def of(cls, record: SaleCreate) -> "NewSale":
         return cls(record.carats, record.price, record.store_id, record.sold_at)
 
+    @property
+    def price_cents(self) -> int:
+        return to_cents(self.price)
+
 
 # Where the store_id of the record at an index sits in the request, for error locations.
 StoreIdLoc = Callable[[int], Loc]
@@ -105,12 +109,12 @@ _COPY_TYPES = ("int8", "int8", "float8", "int8", "timestamptz", "timestamptz")
 
 
 class SaleInput(Protocol):
-    """A sale to record: a validated SaleCreate, or a NewSale."""
+    """A sale to record: a NewSale, or a record of a batch (schemas.sales.SaleRecord)."""
 
     @property
     def carats(self) -> float: ...
     @property
-    def price(self) -> Decimal: ...
+    def price_cents(self) -> int: ...
     @property
     def store_id(self) -> int | None: ...
     @property
@@ -134,7 +138,7 @@ def sale_row(store_id: int, record: SaleInput, now: datetime) -> dict[str, Any]:
     return {
         "store_id": store_id,
         "carats": record.carats,
-        "price_cents": to_cents(record.price),
+        "price_cents": record.price_cents,
         "sold_at": record.sold_at or now,
         "created_at": now,
     }
@@ -143,7 +147,9 @@ def sale_row(store_id: int, record: SaleInput, now: datetime) -> dict[str, Any]:
 def sqlite_time(moment: datetime) -> str:
     """A moment as the ORM's UTCDateTime stores it in SQLite: naive UTC text, which sorts and
     compares as the moments do."""
-    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+    if moment.tzinfo is not UTC:
+        moment = moment.astimezone(UTC)
+    return moment.isoformat(" ", "microseconds")[:26]  # without its offset, +00:00
 
 
 def insert_rows(session: Session, rows: Sequence[dict[str, Any]]) -> Sequence[int]:
