@@ -3,6 +3,7 @@ answer is written without one, but what is accepted, what is stored, what is ans
 every error stay SaleBatch's."""
 
 import json
+import random
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
@@ -12,12 +13,15 @@ from fastapi.testclient import TestClient
 from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import TypeAdapter, ValidationError
+from sqlalchemy import text
 from sqlalchemy.dialects import sqlite
 
+from app.config import Settings
+from app.db import Database
 from app.fields import to_cents
-from app.orm import UTCDateTime
+from app.orm import Store, UTCDateTime
 from app.schemas.sales import SaleBatch, SaleBatchResult, SalePublic, ValidBatch, _fast_record
-from app.services.sales import StoredSale, sqlite_time
+from app.services.sales import StoredSale, insert_rows
 from tests.helpers import ADMIN, count_sales, new_store
 
 JSON = {"Content-Type": "application/json"}
@@ -69,8 +73,8 @@ def outcome(adapter: TypeAdapter[Any], body: Any) -> Any:
 @given(st.lists(records(), min_size=1, max_size=4))
 def test_a_batch_read_the_fast_way_is_the_batch_sale_batch_reads(texts: list[str]) -> None:
     body = read('{"records": [' + ", ".join(texts) + "]}")
-    for text in texts:
-        record = read(text)
+    for written in texts:
+        record = read(written)
         if (fast := _fast_record(record)) is not None:
             model = SaleBatch.model_validate({"records": [record]}).records[0]
             read_as = (model.carats, to_cents(model.price), model.store_id, model.sold_at)
@@ -103,18 +107,40 @@ def test_a_batch_answers_with_the_bytes_its_model_writes(
     assert SaleBatchResult.json_of(ids, rows) == expected
 
 
-@given(
-    st.datetimes(
-        datetime(1900, 1, 2),
-        datetime(2099, 12, 30),
-        timezones=st.sampled_from([UTC, timezone(timedelta(hours=-9, minutes=-30))]),
-    )
-)
-def test_sqlite_gets_times_written_as_the_orm_writes_them(moment: datetime) -> None:
+def test_sqlite_stores_the_times_of_a_batch_as_the_orm_writes_them(sqlite_url: str) -> None:
+    """The text SQLite makes of them, which sorts and compares as the times do."""
+    rng = random.Random(7)
+    west = timezone(timedelta(hours=-9, minutes=-30))
+    moments = [
+        datetime(1900, 1, 1, tzinfo=UTC),
+        datetime(1900, 1, 1, 0, 0, 0, 1, tzinfo=UTC),
+        datetime(1969, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC),
+        datetime(1970, 1, 1, tzinfo=UTC),
+        datetime(2099, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC),
+        datetime(2099, 12, 31, 14, 29, 59, 999_999, tzinfo=west),
+    ]
+    start = datetime(1900, 1, 1, 9, 30, tzinfo=west)
+    moments += [
+        start
+        + timedelta(seconds=rng.randrange(199 * 365 * 86_400), microseconds=rng.randrange(10**6))
+        for _ in range(2_000)
+    ]
+    rows = [
+        {"store_id": 1, "carats": 1.0, "price_cents": 1, "sold_at": m, "created_at": m}
+        for m in moments
+    ]
+    db = Database(Settings(DATABASE_URL=sqlite_url))
+    with db.session(write=True) as session:
+        session.add(Store(name="Store"))
+        session.flush()
+        insert_rows(session, rows)
+    with db.session() as session:
+        stored = session.execute(text("SELECT sold_at, created_at FROM sales ORDER BY id")).all()
+    db.dispose()
     dialect = sqlite.dialect()
     bind = UTCDateTime().dialect_impl(dialect).bind_processor(dialect)
     assert bind is not None
-    assert sqlite_time(moment) == bind(moment)
+    assert [tuple(row) for row in stored] == [(bind(m), bind(m)) for m in moments]
 
 
 def test_a_batch_read_either_way_is_one_request_under_its_key(client: TestClient) -> None:
