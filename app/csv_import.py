@@ -49,7 +49,7 @@ from app.fields import (
 )
 from app.orm import utcnow
 from app.security import Caller
-from app.services.sales import StoreIdLoc, check_store_ids, insert_sales
+from app.services.sales import StoreIdLoc, check_store_ids, insert_rows
 
 COLUMNS = ("carats", "price", "sold_at", "store_id")
 REQUIRED = ("carats", "price")
@@ -280,7 +280,7 @@ def import_sales(db: Database, caller: Caller, file: BinaryIO) -> int:
                 # to report the other bad lines.
                 writing.rollback()
             elif rows:
-                insert_sales(
+                insert_rows(
                     writing,
                     [
                         {

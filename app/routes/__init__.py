@@ -95,6 +95,8 @@ def _holds_decimal(annotation: Any) -> bool:
     """Whether a body of this type has a Decimal field, at any depth."""
     if annotation is Decimal:
         return True
+    if stands_for := getattr(annotation, "validated_as", None):  # e.g. schemas.sales.ValidBatch
+        return _holds_decimal(stands_for)
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return any(_holds_decimal(f.annotation) for f in annotation.model_fields.values())
     return any(_holds_decimal(arg) for arg in get_args(annotation))

@@ -3,9 +3,10 @@ from collections.abc import Iterator
 from datetime import timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Body, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
+from pydantic import BaseModel
 from starlette.datastructures import UploadFile
 from starlette.requests import ClientDisconnect
 
@@ -29,17 +30,17 @@ from app.routes import JsonRoute
 from app.schemas.common import ErrorBody
 from app.schemas.sales import (
     ImportResult,
-    SaleBatch,
     SaleBatchResult,
     SaleCreate,
     SalePage,
     SalePoint,
     SalePublic,
     SaleSample,
+    ValidBatch,
 )
 from app.services import idempotency, sales
 from app.services.aggregates import SalesFilter, check_period
-from app.services.sales import NewSale, SingleSale
+from app.services.sales import SingleSale
 
 # The process's one writer of single sales: app/main.py makes it.
 SaleWriter = GroupCommit[SingleSale, idempotency.Answer]
@@ -87,9 +88,19 @@ async def create_sale(
     return _respond(answer)
 
 
+class _Written(BaseModel):
+    """An answer already written as JSON, for idempotency.once, which keeps and sends what a
+    model's model_dump_json() gives."""
+
+    text: str
+
+    def model_dump_json(self, *args: Any, **kwargs: Any) -> str:
+        return self.text
+
+
 @router.post("/batch", status_code=201, response_model=SaleBatchResult, dependencies=[WRITES])
 def create_batch(
-    body: SaleBatch,
+    body: Annotated[ValidBatch, Body()],
     caller: CallerDep,
     session: SessionDep,
     settings: SettingsDep,
@@ -101,13 +112,25 @@ def create_batch(
     if len(body.records) > limit:
         raise too_long(["body", "records"], limit, len(body.records))
 
-    def produce() -> SaleBatchResult:
-        stored = sales.record_sales(session, caller, [NewSale.of(r) for r in body.records])
-        metrics.sales_ingested.labels("batch").inc(len(stored))
-        return SaleBatchResult(count=len(stored), items=[SalePublic.from_row(s) for s in stored])
+    def produce() -> str:
+        ids, rows = sales.record_sales(session, caller, body.records)
+        metrics.sales_ingested.labels("batch").inc(len(ids))
+        return SaleBatchResult.json_of(ids, rows)
 
+    if idempotency_key is None:
+        return _respond(idempotency.Answer(201, produce()))
+    # Only a request with a key pays for the batch as a model, which identifies it.
     ttl = timedelta(hours=settings.IDEMPOTENCY_TTL_HOURS)
-    return _respond(idempotency.once(session, caller.scope, idempotency_key, body, ttl, produce))
+    return _respond(
+        idempotency.once(
+            session,
+            caller.scope,
+            idempotency_key,
+            body.model(),
+            ttl,
+            lambda: _Written(text=produce()),
+        )
+    )
 
 
 # The body is read in the handler, after the key and the import slot are settled, so FastAPI

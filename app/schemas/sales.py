@@ -1,14 +1,37 @@
 """Sales: one, a batch, a CSV import, a page, a sample."""
 
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from decimal import Decimal
+from typing import Any, ClassVar, NamedTuple, Protocol, cast
 
+import orjson
 from pydantic import (
     BaseModel,
     Field,
+    GetCoreSchemaHandler,
+    ValidatorFunctionWrapHandler,
 )
+from pydantic_core import core_schema
 
-from app.fields import Amount, BodyCarats, BodyId, Money, Price, Timestamp, from_cents
+from app.fields import (
+    CENT,
+    MAX_CARATS,
+    MAX_ID,
+    MAX_PRICE,
+    MIN_CARATS,
+    PRICE_TEXT,
+    Amount,
+    BodyCarats,
+    BodyId,
+    Money,
+    Price,
+    Timestamp,
+    from_cents,
+    timestamp_from_text,
+    to_cents,
+)
 from app.schemas.common import Input
 
 
@@ -63,9 +86,128 @@ class SaleBatch(Input):
     records: list[SaleCreate] = Field(min_length=1)
 
 
+class SaleRecord(NamedTuple):
+    """A record of a batch as validated: what its SaleCreate holds, as a tuple."""
+
+    carats: float
+    price_cents: int
+    store_id: int | None
+    sold_at: datetime | None
+
+
+_RECORD_FIELDS = frozenset(SaleCreate.model_fields)
+
+
+def _fast_record(record: Any) -> SaleRecord | None:
+    """The record as SaleCreate validates it, when it is written the usual way (JSON numbers
+    or price text, an RFC 3339 sold_at in UTC or with an offset); None for anything else,
+    which SaleCreate then judges. Every value accepted here is one SaleCreate accepts and
+    reads the same (tests/api/test_batch_validation.py)."""
+    if type(record) is not dict or not record.keys() <= _RECORD_FIELDS:
+        return None
+    carats: Any = record.get("carats")
+    price: Any = record.get("price")
+    store_id: Any = record.get("store_id")
+    sold_at: Any = record.get("sold_at")
+    if type(carats) is int and MIN_CARATS <= carats <= MAX_CARATS:
+        carats = float(carats)  # after the range: an integer of 400 digits overflows a float
+    elif type(carats) is Decimal:
+        carats = float(carats)  # as pydantic reads it, and far faster to compare as a float
+    if type(carats) is not float or not MIN_CARATS <= carats <= MAX_CARATS:
+        return None
+    if type(price) is str and PRICE_TEXT.fullmatch(price):
+        # The pattern admits only amounts in range with two decimals, zeros after them aside.
+        dollars, _, decimals = price.partition(".")
+        cents = int(dollars + decimals[:2].ljust(2, "0"))
+    elif type(price) is int and 0 < price <= MAX_PRICE:
+        cents = price * 100
+    elif type(price) is Decimal and price.is_finite() and 0 < price <= MAX_PRICE:
+        # In range first, so that quantize cannot overflow; then no more than two decimals
+        # as written (a JSON number comes as the Decimal of its literal).
+        if (exact := price.quantize(CENT)) != price:
+            return None
+        cents = to_cents(exact)
+    else:
+        return None
+    if store_id is not None and (type(store_id) is not int or not 1 <= store_id <= MAX_ID):
+        return None
+    if sold_at is not None:
+        if type(sold_at) is not str:
+            return None
+        try:
+            sold_at = timestamp_from_text(sold_at)
+        except ValueError:
+            return None
+    return SaleRecord(carats, cents, store_id, sold_at)
+
+
+@dataclass(frozen=True)
+class ValidBatch:
+    """A SaleBatch as validated, its records as tuples. A batch of records written the usual
+    way is read without a model per record, about three times faster; any other is read by
+    SaleBatch, so that every error and every value is SaleBatch's. Its schema is SaleBatch's."""
+
+    records: list[SaleRecord]
+    # The model whose JSON this type reads (app/routes/__init__.py asks).
+    validated_as: ClassVar[type[BaseModel]] = SaleBatch
+
+    @classmethod
+    def __get_pydantic_core_schema__(
+        cls, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.no_info_wrap_validator_function(cls._validate, handler(SaleBatch))
+
+    @classmethod
+    def _validate(cls, value: Any, full: ValidatorFunctionWrapHandler) -> "ValidBatch":
+        if type(value) is dict and value.keys() == {"records"}:
+            given = value["records"]
+            if type(given) is list and given:
+                records = [_fast_record(record) for record in given]
+                if None not in records:
+                    return cls(cast(list[SaleRecord], records))
+        batch: SaleBatch = full(value)
+        return cls(
+            [SaleRecord(r.carats, to_cents(r.price), r.store_id, r.sold_at) for r in batch.records]
+        )
+
+    def model(self) -> SaleBatch:
+        """The SaleBatch these records came from, as validated: what identifies the request
+        under an Idempotency-Key."""
+        return SaleBatch(
+            records=[
+                SaleCreate(
+                    store_id=r.store_id,
+                    carats=r.carats,
+                    price=from_cents(r.price_cents),
+                    sold_at=r.sold_at,
+                )
+                for r in self.records
+            ]
+        )
+
+
 class SaleBatchResult(BaseModel):
     count: int
     items: list[SalePublic]
+
+    @staticmethod
+    def json_of(ids: Sequence[int], rows: Sequence[Mapping[str, Any]]) -> str:
+        """The model_dump_json() of the result for these sales (their ids, and their rows as
+        inserted), byte for byte, written by orjson: building 10,000 SalePublic objects and
+        dumping them took longer than validating and inserting the batch."""
+        items = [
+            {
+                "id": sale_id,
+                "store_id": row["store_id"],
+                "carats": row["carats"],
+                # Money's text for a price, which is positive.
+                "price": f"{row['price_cents'] // 100}.{row['price_cents'] % 100:02d}",
+                "sold_at": row["sold_at"],
+                "created_at": row["created_at"],
+            }
+            for sale_id, row in zip(ids, rows, strict=True)
+        ]
+        return orjson.dumps({"count": len(items), "items": items}, option=orjson.OPT_UTC_Z).decode()
 
 
 class SalePoint(BaseModel):
