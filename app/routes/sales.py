@@ -6,7 +6,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel
 from starlette.datastructures import UploadFile
 from starlette.requests import ClientDisconnect
 
@@ -88,16 +87,6 @@ async def create_sale(
     return _respond(answer)
 
 
-class _Written(BaseModel):
-    """An answer already written as JSON, for idempotency.once, which keeps and sends what a
-    model's model_dump_json() gives."""
-
-    text: str
-
-    def model_dump_json(self, *args: Any, **kwargs: Any) -> str:
-        return self.text
-
-
 @router.post("/batch", status_code=201, response_model=SaleBatchResult, dependencies=[WRITES])
 def create_batch(
     body: Annotated[ValidBatch, Body()],
@@ -121,16 +110,8 @@ def create_batch(
         return _respond(idempotency.Answer(201, produce()))
     # Only a request with a key pays for the batch as a model, which identifies it.
     ttl = timedelta(hours=settings.IDEMPOTENCY_TTL_HOURS)
-    return _respond(
-        idempotency.once(
-            session,
-            caller.scope,
-            idempotency_key,
-            body.model(),
-            ttl,
-            lambda: _Written(text=produce()),
-        )
-    )
+    model = body.model()
+    return _respond(idempotency.once(session, caller.scope, idempotency_key, model, ttl, produce))
 
 
 # The body is read in the handler, after the key and the import slot are settled, so FastAPI

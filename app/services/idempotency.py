@@ -93,19 +93,19 @@ def once(
     key: str | None,
     request: BaseModel,
     ttl: timedelta,
-    produce: Callable[[], BaseModel],
+    produce: Callable[[], str],
 ) -> Answer:
-    """Run ``produce`` once per Idempotency-Key (or every time without one): the key commits
-    with the write it guards, and the same key with the same validated body replays the
-    first answer."""
+    """Run ``produce`` (which writes and returns its answer's JSON) once per Idempotency-Key,
+    or every time without one: the key commits with the write it guards, and the same key
+    with the same validated body replays the first answer."""
     if key is None:
-        return Answer(201, produce().model_dump_json())
+        return Answer(201, produce())
     [outcome] = claim_all(session, [Wanted(scope, key, fingerprint(request))], ttl)
     if isinstance(outcome, Exception):
         raise outcome
     if isinstance(outcome, Answer):
         return outcome
-    body = produce().model_dump_json()
+    body = produce()
     complete_all(session, [(outcome, 201, body)])
     return Answer(201, body)
 
