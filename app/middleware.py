@@ -19,6 +19,7 @@ from app.metrics import UNMATCHED_ROUTE, Metrics, method_label
 from app.model_cache import ActiveModelCache
 from app.quotes import one_quote_json
 from app.routes import pricing
+from models.errors import NonFiniteDataError
 
 log = logging.getLogger("app.access")
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -151,10 +152,14 @@ class QuoteShortcut:
             # every error, through the app's handlers.
             with suppress(SQLAlchemyError):
                 model = await self.cache.get()
-        if model is None or carats is None:
+        content = None
+        if model is not None and carats is not None:
+            # A quote past what an amount may be: the route answers it too.
+            with suppress(NonFiniteDataError):
+                content = one_quote_json(model.line, model.version, carats)
+        if model is None or carats is None or content is None:
             await self.app(scope, receive, send)
             return
-        content = one_quote_json(model.line, model.version, carats)
         scope["route"] = self.route  # what the metrics and the access log name
         headers = [
             (b"content-length", str(len(content)).encode()),

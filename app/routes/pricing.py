@@ -1,3 +1,5 @@
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
 import numpy as np
@@ -5,7 +7,7 @@ from fastapi import APIRouter, Query, Response
 from fastapi.concurrency import run_in_threadpool
 
 from app.deps import MetricsDep, ModelCacheDep, QuoteSlotsDep, SessionDep, SettingsDep
-from app.errors import too_long
+from app.errors import InvalidInput, Loc, too_long
 from app.fields import QueryCarats, RowId, Timestamp
 from app.model_cache import ActiveModelCache, ServingModel
 from app.quotes import many_quotes_json, one_quote_json
@@ -22,6 +24,7 @@ from app.schemas.prices import (
 from app.services.aggregates import Period, SalesFilter, check_period
 from app.services.price_history import price_history
 from app.services.registry import NoActiveModel
+from models.errors import NonFiniteDataError
 
 router = APIRouter(prefix="/api/v1", tags=["prices"], route_class=JsonRoute)
 
@@ -35,6 +38,16 @@ async def _serving(cache: ActiveModelCache) -> ServingModel:
     if model is None:
         raise NoActiveModel()
     return model
+
+
+@contextmanager
+def _priceable(loc: Loc) -> Iterator[None]:
+    """Carats whose quote would be past what an amount may be are the client's to change (a
+    version stored before training refused such fits may still give them): a 422."""
+    try:
+        yield
+    except NonFiniteDataError as exc:
+        raise InvalidInput.at(loc, str(exc)) from None
 
 
 def _interval(bounds: tuple[float, float] | None, level: float) -> EstimateInterval | None:
@@ -106,7 +119,8 @@ async def predict_one(
 ) -> Response:
     """Quote a ring of the given carats, with its 95% prediction interval."""
     model = await _serving(cache)
-    content = one_quote_json(model.line, model.version, carats)
+    with _priceable(["query", "carats"]):
+        content = one_quote_json(model.line, model.version, carats)
     metrics.predictions.inc()
     return Response(content, media_type="application/json")
 
@@ -127,10 +141,13 @@ async def predict_many(
     # A big request is milliseconds of work: off the event loop, which every other request
     # shares; and tens of megabytes while it is written: a few at a time per process, or
     # twenty at once took a worker from 185 MB to 860 MB.
-    if len(carats) > QUOTES_ON_THE_LOOP:
-        async with quote_slots:
-            content = await run_in_threadpool(many_quotes_json, model.line, model.version, carats)
-    else:
-        content = many_quotes_json(model.line, model.version, carats)
+    with _priceable(["body", "carats"]):
+        if len(carats) > QUOTES_ON_THE_LOOP:
+            async with quote_slots:
+                content = await run_in_threadpool(
+                    many_quotes_json, model.line, model.version, carats
+                )
+        else:
+            content = many_quotes_json(model.line, model.version, carats)
     metrics.predictions.inc(len(carats))
     return Response(content, media_type="application/json")

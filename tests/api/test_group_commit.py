@@ -4,6 +4,7 @@ fails the others or leaves anything behind."""
 import asyncio
 import json
 import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
@@ -258,3 +259,16 @@ def test_a_lock_file_that_cannot_be_opened_leaves_the_order_to_sqlite(
     db._turns = tmp_path / "no such directory" / "jewelry.db-writers"
     with db.writers_turn(), db.session(write=True) as session:
         assert session.execute(select(func.count()).select_from(Sale)).scalar_one() == 0
+
+
+def test_a_writer_goes_on_without_its_turn_after_the_busy_timeout(sqlite_url: str) -> None:
+    # A process stopped while it held its turn must not stop the others' writes for good.
+    settings = Settings(
+        DATABASE_URL=sqlite_url, ADMIN_API_KEY=ADMIN_KEY, SQLITE_BUSY_TIMEOUT_MS=200
+    )
+    stuck, db = Database(settings), Database(settings)
+    with stuck.writers_turn():
+        started = time.monotonic()
+        with db.writers_turn(), db.session(write=True) as session:
+            session.execute(select(func.count()).select_from(Sale)).scalar_one()
+        assert 0.2 <= time.monotonic() - started < 5

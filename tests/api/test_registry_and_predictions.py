@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from pydantic import TypeAdapter
 
 from app.fields import QueryCarats
+from app.orm import ModelVersion
 from tests.conftest import ClientWith
 from tests.helpers import ADMIN, THREE_SALES, add_sales, new_store
 
@@ -308,3 +309,25 @@ def test_big_quote_requests_are_written_two_at_a_time(
     with ThreadPoolExecutor(6) as pool:
         assert list(pool.map(ask, range(6))) == [200] * 6
     assert most == 2
+
+
+def test_carats_a_stored_version_cannot_price_are_a_422(client: TestClient) -> None:
+    # Training now refuses such a fit; a version stored before it did may still hold one.
+    version = train(client, THREE_SALES)["version"]
+    state = client.app.state  # type: ignore[attr-defined]
+    with state.db.session(write=True) as session:
+        row = session.get(ModelVersion, version)
+        assert row is not None
+        row.estimator = {**row.estimator, "gold_price_per_carat": 9.99e8}
+    state.model_cache.invalidate()
+    assert client.get("/api/v1/predict?carats=1").status_code == 200
+    for answer, where in (
+        (client.get("/api/v1/predict?carats=5000"), ["query", "carats"]),  # the shortcut's
+        (client.get("/api/v1/predict?carats=5e3"), ["query", "carats"]),  # the route's
+        (client.post("/api/v1/predict", json={"carats": [1, 5000]}), ["body", "carats"]),
+        (client.post("/api/v1/predict", json={"carats": [5000] * 150}), ["body", "carats"]),
+    ):
+        assert answer.status_code == 422, answer.text
+        [error] = answer.json()["detail"]
+        assert error["loc"] == where
+        assert "too large to price" in error["msg"]
