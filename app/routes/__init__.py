@@ -67,7 +67,9 @@ class JsonRequest(Request):
         """orjson reads JSON several times as fast as json (100,000 carats: 3 ms, not 12) and
         to the same values, but refuses more (NaN, integers past 64 bits, a BOM, other
         encodings, lone surrogates) and words its errors its own way: json reads those, so
-        what a client is told, and what is read, stay json's."""
+        what a client is told, and what is read, stay json's. One band differs: nesting of
+        about 980 to 1023 levels, which json refuses as too deep and orjson reads (for the
+        body's model to refuse: no field nests that deep)."""
         if self.parse_float is float and _LONG_DIGITS not in body.translate(_DIGITS_AS_ZERO):
             try:
                 return orjson.loads(body)
