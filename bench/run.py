@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, make_url, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from bench import ingest, serving, training
@@ -30,6 +30,12 @@ DEFAULT_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test_bench"
 
 
 def _reachable(url: str) -> bool:
+    """Whether the database answers, created first if the server answers without it (a fresh
+    machine has only the test suite's database)."""
+    return _answers(url) or (_created(url) and _answers(url))
+
+
+def _answers(url: str) -> bool:
     engine = create_engine(url)
     try:
         with engine.connect() as conn:
@@ -39,6 +45,20 @@ def _reachable(url: str) -> bool:
         return False
     finally:
         engine.dispose()
+
+
+def _created(url: str) -> bool:
+    target = make_url(url)
+    server = create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with server.connect() as conn:
+            name = server.dialect.identifier_preparer.quote(target.database or "")
+            conn.execute(text(f"CREATE DATABASE {name}"))
+        return True
+    except SQLAlchemyError:
+        return False
+    finally:
+        server.dispose()
 
 
 def main(argv: list[str] | None = None) -> int:
