@@ -167,16 +167,22 @@ class Database:
         ``snapshot=True``: a read-only session whose statements all see the same data.
         """
         factory = self._write if write else self._snapshot if snapshot else self._read
-        with factory() as session:
-            try:
-                yield session
-                session.commit()
-            except BaseException:
-                session.rollback()
-                raise
+        with factory() as session, committing(session):
+            yield session
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+@contextmanager
+def committing(session: Session) -> Iterator[None]:
+    """Commit the session when the block succeeds; roll it back when it raises."""
+    try:
+        yield
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
 
 
 def begin_writing(session: Session) -> None:

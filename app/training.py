@@ -23,7 +23,7 @@ import numpy as np
 from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session
 
-from app.db import SQLITE_BEGIN, Database, backend, begin_writing
+from app.db import SQLITE_BEGIN, Database, backend, begin_writing, committing
 from app.errors import InvalidInput
 from app.fields import MAX_CARATS, MAX_QUOTE, MIN_CARATS
 from app.lease import training_lease
@@ -227,10 +227,5 @@ def _transaction(
         connection.execution_options(isolation_level=level or connection.default_isolation_level)
     else:
         connection.execution_options(**{SQLITE_BEGIN: "IMMEDIATE" if write else "DEFERRED"})
-    with Session(connection, expire_on_commit=False) as session:
-        try:
-            yield session
-            session.commit()
-        except BaseException:
-            session.rollback()
-            raise
+    with Session(connection, expire_on_commit=False) as session, committing(session):
+        yield session
