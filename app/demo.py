@@ -13,8 +13,10 @@ from sqlalchemy import func, select
 from app import training
 from app.config import Settings
 from app.db import Database
+from app.fields import to_cents
 from app.orm import ModelVersion, Store
 from app.schemas.registry import TrainRequest
+from app.schemas.sales import SaleRecord
 from app.security import Caller
 from app.services import sales, stores
 
@@ -70,7 +72,7 @@ def load_demo(
                 sales.record_sales(
                     session,
                     Caller("admin"),
-                    [sales.NewSale(c, p, store_id, t) for c, p, t in rows],
+                    [SaleRecord(c, to_cents(p), store_id, t) for c, p, t in rows],
                 )
             progress(len(rows))
     lease = timedelta(seconds=settings.TRAINING_LEASE_SECONDS)

@@ -20,7 +20,7 @@ from app.group_commit import GroupCommit
 from app.live import LiveAccuracyTracker
 from app.logs import configure_logging
 from app.metrics import Metrics
-from app.middleware import QuoteShortcut, ServiceMiddleware
+from app.middleware import ServiceMiddleware
 from app.model_cache import ActiveModelCache
 from app.routes import health, operations, pricing, registry, sales, stores, training, web
 from app.routes.sales import SaleWriter
@@ -28,6 +28,7 @@ from app.schemas.common import ERROR_RESPONSES
 from app.services.auth import ensure_admin_key
 from app.services.maintenance import purge_expired
 from app.services.sales import record_single_sales
+from app.shortcuts import QuoteShortcut, SaleShortcut
 
 log = logging.getLogger("app")
 
@@ -143,8 +144,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     _state_limits_in_openapi(app, settings)
     install_error_handlers(app)
+    # Inside ServiceMiddleware: shortcut answers get request ids, metrics and logs too.
+    app.add_middleware(SaleShortcut, writer=sale_writer, metrics=metrics)
     if settings.PUBLIC_READS:
-        # Inside ServiceMiddleware: shortcut answers get request ids, metrics and logs too.
         app.add_middleware(QuoteShortcut, cache=app.state.model_cache, metrics=metrics)
     app.add_middleware(
         ServiceMiddleware,

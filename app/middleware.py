@@ -1,25 +1,16 @@
-"""ASGI middleware: request ids, metrics, access logs, the request body size limit, and the
-shortcut for plain quotes."""
+"""ASGI middleware: request ids, metrics, access logs and the request body size limit."""
 
 import logging
 import os
 import re
 import time
-from contextlib import suppress
 
-from fastapi.routing import APIRoute
-from sqlalchemy.exc import SQLAlchemyError
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.errors import BodyTooLarge, as_app_error, error_response
-from app.fields import MAX_CARATS, MIN_CARATS
 from app.logs import request_id
 from app.metrics import UNMATCHED_ROUTE, Metrics, method_label
-from app.model_cache import ActiveModelCache
-from app.quotes import one_quote_json
-from app.routes import pricing
-from models.errors import NonFiniteDataError
 
 log = logging.getLogger("app.access")
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -105,66 +96,3 @@ async def _reject(scope: Scope, receive: Receive, send: Send, limit: int) -> Non
     connection rather than reading, or discarding, what the client goes on sending)."""
     response = error_response(as_app_error(Request(scope), BodyTooLarge(limit)))
     await response(scope, receive, send)
-
-
-# The plain, valid query of a quote: one parameter, carats, a decimal number without escapes,
-# sign or exponent. Anything else goes to the route.
-_PLAIN_QUOTE = re.compile(rb"carats=((?:0|[1-9][0-9]{0,4})(?:\.[0-9]{1,15})?)")
-
-
-def plain_carats(query_string: bytes) -> float | None:
-    """The carats of a query the route would accept as they are, else None."""
-    match = _PLAIN_QUOTE.fullmatch(query_string)
-    if match is None:
-        return None
-    carats = float(match[1])
-    return carats if MIN_CARATS <= carats <= MAX_CARATS else None
-
-
-class QuoteShortcut:
-    """GET /api/v1/predict with a plain query, answered without FastAPI's routing, dependency
-    resolution and validation, which cost twice what the quote itself does on the hot path.
-
-    Only what the route would answer 200 with the same bytes: anything else (another
-    parameter, an escape, a number out of range, no active model, reads that need a key)
-    goes on to the route, which answers it, errors included.
-    """
-
-    def __init__(self, app: ASGIApp, *, cache: ActiveModelCache, metrics: Metrics) -> None:
-        self.app = app
-        self.cache = cache
-        self.metrics = metrics
-        self.route = next(
-            route
-            for route in pricing.router.routes
-            if isinstance(route, APIRoute) and route.endpoint is pricing.predict_one
-        )
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        model, carats = None, None
-        if (
-            scope["type"] == "http"
-            and scope["method"] == "GET"
-            and scope["path"] == self.route.path
-            and (carats := plain_carats(scope["query_string"])) is not None
-        ):
-            # A database that cannot say which model is active: the route answers that, as
-            # every error, through the app's handlers.
-            with suppress(SQLAlchemyError):
-                model = await self.cache.get()
-        content = None
-        if model is not None and carats is not None:
-            # A quote past what an amount may be: the route answers it too.
-            with suppress(NonFiniteDataError):
-                content = one_quote_json(model.line, model.version, carats)
-        if model is None or carats is None or content is None:
-            await self.app(scope, receive, send)
-            return
-        scope["route"] = self.route  # what the metrics and the access log name
-        headers = [
-            (b"content-length", str(len(content)).encode()),
-            (b"content-type", b"application/json"),
-        ]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": content})
-        self.metrics.predictions.inc()

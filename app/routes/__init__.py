@@ -15,7 +15,7 @@ from app.errors import InvalidInput, UnsupportedMediaType
 from app.fields import NUMBER_TOO_LONG
 
 
-def _is_json(content_type: str) -> bool:
+def is_json(content_type: str) -> bool:
     media = content_type.split(";", 1)[0].strip().lower()
     return media == "application/json" or (
         media.startswith("application/") and media.endswith("+json")
@@ -120,7 +120,7 @@ class JsonRoute(APIRoute):
         )
 
         async def json_only(request: Request) -> Response:
-            if _has_body(request) and not _is_json(request.headers.get("content-type", "")):
+            if _has_body(request) and not is_json(request.headers.get("content-type", "")):
                 raise UnsupportedMediaType(
                     "the body must be JSON: send it with Content-Type: application/json"
                 )

@@ -36,7 +36,7 @@ from app.schemas.common import Input
 
 
 class SaleFields(Protocol):
-    """A sale as stored: an ORM Sale, or the StoredSale an insert returns."""
+    """A sale as stored (an ORM Sale)."""
 
     @property
     def id(self) -> int: ...
@@ -81,24 +81,57 @@ class SalePublic(BaseModel):
             created_at=sale.created_at,
         )
 
+    @staticmethod
+    def json_of(sale_id: int, row: Mapping[str, Any]) -> str:
+        """The model_dump_json() of the sale with this id and row as inserted, byte for
+        byte, written by orjson (the answer of every single sale)."""
+        return orjson.dumps(_public(sale_id, row), option=orjson.OPT_UTC_Z).decode()
+
+
+def _public(sale_id: int, row: Mapping[str, Any]) -> dict[str, Any]:
+    """A SalePublic's JSON fields, as orjson writes them, for a sale as inserted."""
+    cents = row["price_cents"]
+    return {
+        "id": sale_id,
+        "store_id": row["store_id"],
+        "carats": row["carats"],
+        "price": f"{cents // 100}.{cents % 100:02d}",  # Money's text for a positive price
+        "sold_at": row["sold_at"],
+        "created_at": row["created_at"],
+    }
+
 
 class SaleBatch(Input):
     records: list[SaleCreate] = Field(min_length=1)
 
 
 class SaleRecord(NamedTuple):
-    """A record of a batch as validated: what its SaleCreate holds, as a tuple."""
+    """A sale to record as validated: what its SaleCreate holds, as a tuple."""
 
     carats: float
     price_cents: int
     store_id: int | None
     sold_at: datetime | None
 
+    @classmethod
+    def of(cls, sale: SaleCreate) -> "SaleRecord":
+        return cls(sale.carats, to_cents(sale.price), sale.store_id, sale.sold_at)
+
+    def model(self) -> SaleCreate:
+        """The SaleCreate this record came from, as validated: what identifies the request
+        under an Idempotency-Key."""
+        return SaleCreate(
+            store_id=self.store_id,
+            carats=self.carats,
+            price=from_cents(self.price_cents),
+            sold_at=self.sold_at,
+        )
+
 
 _RECORD_FIELDS = frozenset(SaleCreate.model_fields)
 
 
-def _fast_record(record: Any) -> SaleRecord | None:
+def fast_record(record: Any) -> SaleRecord | None:
     """The record as SaleCreate validates it, when it is written the usual way (JSON numbers
     or price text, an RFC 3339 sold_at in UTC or with an offset); None for anything else,
     which SaleCreate then judges. Every value accepted here is one SaleCreate accepts and
@@ -162,28 +195,16 @@ class ValidBatch:
         if type(value) is dict and value.keys() == {"records"}:
             given = value["records"]
             if type(given) is list and given:
-                records = [_fast_record(record) for record in given]
+                records = [fast_record(record) for record in given]
                 if None not in records:
                     return cls(cast(list[SaleRecord], records))
         batch: SaleBatch = full(value)
-        return cls(
-            [SaleRecord(r.carats, to_cents(r.price), r.store_id, r.sold_at) for r in batch.records]
-        )
+        return cls([SaleRecord.of(r) for r in batch.records])
 
     def model(self) -> SaleBatch:
         """The SaleBatch these records came from, as validated: what identifies the request
         under an Idempotency-Key."""
-        return SaleBatch(
-            records=[
-                SaleCreate(
-                    store_id=r.store_id,
-                    carats=r.carats,
-                    price=from_cents(r.price_cents),
-                    sold_at=r.sold_at,
-                )
-                for r in self.records
-            ]
-        )
+        return SaleBatch(records=[r.model() for r in self.records])
 
 
 class SaleBatchResult(BaseModel):
@@ -195,18 +216,7 @@ class SaleBatchResult(BaseModel):
         """The model_dump_json() of the result for these sales (their ids, and their rows as
         inserted), byte for byte, written by orjson: building 10,000 SalePublic objects and
         dumping them took longer than validating and inserting the batch."""
-        items = [
-            {
-                "id": sale_id,
-                "store_id": row["store_id"],
-                "carats": row["carats"],
-                # Money's text for a price, which is positive.
-                "price": f"{row['price_cents'] // 100}.{row['price_cents'] % 100:02d}",
-                "sold_at": row["sold_at"],
-                "created_at": row["created_at"],
-            }
-            for sale_id, row in zip(ids, rows, strict=True)
-        ]
+        items = [_public(sale_id, row) for sale_id, row in zip(ids, rows, strict=True)]
         return orjson.dumps({"count": len(items), "items": items}, option=orjson.OPT_UTC_Z).decode()
 
 

@@ -4,8 +4,7 @@ import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import Decimal
-from typing import Any, Protocol, cast
+from typing import Any, cast
 
 import numpy as np
 from sqlalchemy import func, select
@@ -14,9 +13,8 @@ from sqlalchemy.orm import Session
 from app.config import Settings
 from app.db import Database, backend
 from app.errors import AppError, Forbidden, InvalidInput, Loc, NotFound
-from app.fields import to_cents
 from app.orm import DeletedSale, Sale, Store, utcnow
-from app.schemas.sales import SaleCreate, SalePublic
+from app.schemas.sales import SalePublic, SaleRecord
 from app.security import Caller
 from app.services import idempotency
 from app.services.aggregates import SalesFilter
@@ -25,22 +23,6 @@ from app.services.idempotency import Answer, Claim, Wanted
 
 # A sample draws at most this many random ids, however sparse a store's sales are.
 MAX_SAMPLE_PROBES = 100_000
-
-
-@dataclass(frozen=True)
-class NewSale:
-    carats: float
-    price: Decimal
-    store_id: int | None = None
-    sold_at: datetime | None = None
-
-    @classmethod
-    def of(cls, record: SaleCreate) -> "NewSale":
-        return cls(record.carats, record.price, record.store_id, record.sold_at)
-
-    @property
-    def price_cents(self) -> int:
-        return to_cents(self.price)
 
 
 # Where the store_id of the record at an index sits in the request, for error locations.
@@ -114,32 +96,7 @@ _COPY_SALES = f"COPY {SALES.name} (id, {', '.join(_COLUMNS)}) FROM STDIN (FORMAT
 _COPY_TYPES = ("int8", "int8", "float8", "int8", "timestamptz", "timestamptz")
 
 
-class SaleInput(Protocol):
-    """A sale to record: a NewSale, or a record of a batch (schemas.sales.SaleRecord)."""
-
-    @property
-    def carats(self) -> float: ...
-    @property
-    def price_cents(self) -> int: ...
-    @property
-    def store_id(self) -> int | None: ...
-    @property
-    def sold_at(self) -> datetime | None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class StoredSale:
-    """A sale as inserted, with its id: what the database holds, without reading it back."""
-
-    id: int
-    store_id: int
-    carats: float
-    price_cents: int
-    sold_at: datetime
-    created_at: datetime
-
-
-def sale_row(store_id: int, record: SaleInput, now: datetime) -> dict[str, Any]:
+def sale_row(store_id: int, record: SaleRecord, now: datetime) -> dict[str, Any]:
     """The columns of a new sale, other than its id."""
     return {
         "store_id": store_id,
@@ -212,14 +169,8 @@ def insert_rows(session: Session, rows: Sequence[dict[str, Any]]) -> Sequence[in
     return ids
 
 
-def insert_sales(session: Session, rows: Sequence[dict[str, Any]]) -> list[StoredSale]:
-    """Insert the rows (insert_rows); returns the sales stored, in the order of the rows."""
-    ids = insert_rows(session, rows)
-    return [StoredSale(sale_id, **row) for sale_id, row in zip(ids, rows, strict=True)]
-
-
 def record_sales(
-    session: Session, caller: Caller, records: Sequence[SaleInput], *, loc: StoreIdLoc = in_batch
+    session: Session, caller: Caller, records: Sequence[SaleRecord], *, loc: StoreIdLoc = in_batch
 ) -> tuple[Sequence[int], list[dict[str, Any]]]:
     """Insert all records or none; returns the ids and the rows stored, in the order of the
     records."""
@@ -234,7 +185,7 @@ class SingleSale:
     """A request to record one sale: the API key it presents, the sale, its Idempotency-Key."""
 
     api_key: str
-    request: SaleCreate
+    sale: SaleRecord
     idempotency_key: str | None
 
 
@@ -251,7 +202,7 @@ def record_single_sales(
     ttl = timedelta(hours=settings.IDEMPOTENCY_TTL_HOURS)
     outcomes: list[Answer | Exception | None] = [None] * len(singles)
     callers: dict[str, Caller] = {}
-    accepted: list[tuple[int, Caller, NewSale]] = []
+    accepted: list[tuple[int, Caller, SaleRecord]] = []
     wanted: dict[int, Wanted] = {}
     # A key a request of this group claims again: answered after the first (a replay, or a
     # fresh claim if the first failed), in a second pass over the same transaction.
@@ -270,8 +221,8 @@ def record_single_sales(
                 again.append(index)
                 continue
             keys.add((caller.scope, key))
-            wanted[index] = Wanted(caller.scope, key, idempotency.fingerprint(single.request))
-        accepted.append((index, caller, NewSale.of(single.request)))
+            wanted[index] = Wanted(caller.scope, key, idempotency.fingerprint(single.sale.model()))
+        accepted.append((index, caller, single.sale))
     claims = dict(
         zip(wanted, idempotency.claim_all(session, list(wanted.values()), ttl), strict=True)
     )
@@ -293,10 +244,10 @@ def record_single_sales(
             continue
         to_insert.append((index, sale_row(store_id, record, now), claim))
     idempotency.release(session, released)
-    stored = insert_sales(session, [row for _, row, _ in to_insert])
+    ids = insert_rows(session, [row for _, row, _ in to_insert])
     answered: list[tuple[Claim, int, str]] = []
-    for (index, _, claim), sale in zip(to_insert, stored, strict=True):
-        body = SalePublic.from_row(sale).model_dump_json()
+    for (index, row, claim), sale_id in zip(to_insert, ids, strict=True):
+        body = SalePublic.json_of(sale_id, row)
         if claim is not None:
             answered.append((claim, 201, body))
         outcomes[index] = Answer(201, body)

@@ -19,9 +19,9 @@ from sqlalchemy.dialects import sqlite
 from app.config import Settings
 from app.db import Database
 from app.fields import to_cents
-from app.orm import Store, UTCDateTime
-from app.schemas.sales import SaleBatch, SaleBatchResult, SalePublic, ValidBatch, _fast_record
-from app.services.sales import StoredSale, insert_rows
+from app.orm import Sale, Store, UTCDateTime
+from app.schemas.sales import SaleBatch, SaleBatchResult, SalePublic, ValidBatch, fast_record
+from app.services.sales import insert_rows
 from tests.helpers import ADMIN, count_sales, new_store
 
 JSON = {"Content-Type": "application/json"}
@@ -75,7 +75,7 @@ def test_a_batch_read_the_fast_way_is_the_batch_sale_batch_reads(texts: list[str
     body = read('{"records": [' + ", ".join(texts) + "]}")
     for written in texts:
         record = read(written)
-        if (fast := _fast_record(record)) is not None:
+        if (fast := fast_record(record)) is not None:
             model = SaleBatch.model_validate({"records": [record]}).records[0]
             read_as = (model.carats, to_cents(model.price), model.store_id, model.sold_at)
             assert [repr(v) for v in fast] == [repr(v) for v in read_as]
@@ -102,9 +102,12 @@ def test_a_batch_answers_with_the_bytes_its_model_writes(
         for c, p, t in sales
     ]
     ids = range(41, 41 + len(rows))
-    items = [SalePublic.from_row(StoredSale(i, **row)) for i, row in zip(ids, rows, strict=True)]
+    items = [SalePublic.from_row(Sale(id=i, **row)) for i, row in zip(ids, rows, strict=True)]
     expected = SaleBatchResult(count=len(items), items=items).model_dump_json()
     assert SaleBatchResult.json_of(ids, rows) == expected
+    # And each on its own, as a single sale is answered.
+    for sale_id, row, item in zip(ids, rows, items, strict=True):
+        assert SalePublic.json_of(sale_id, row) == item.model_dump_json()
 
 
 def test_sqlite_stores_the_times_of_a_batch_as_the_orm_writes_them(sqlite_url: str) -> None:

@@ -22,15 +22,15 @@ from app.db import Database
 from app.errors import AppError
 from app.group_commit import GroupCommit
 from app.orm import IdempotencyKey, Sale, Store
-from app.schemas.sales import SaleCreate
+from app.schemas.sales import SaleCreate, SaleRecord
 from app.services.idempotency import Answer
 from app.services.sales import SingleSale, record_single_sales
 from app.services.stores import create_store
 from tests.helpers import ADMIN, ADMIN_KEY, new_store
 
 
-def sale(carats: float, price: str, store_id: int | None = None) -> SaleCreate:
-    return SaleCreate(carats=carats, price=Decimal(price), store_id=store_id)
+def sale(carats: float, price: str, store_id: int | None = None) -> SaleRecord:
+    return SaleRecord.of(SaleCreate(carats=carats, price=Decimal(price), store_id=store_id))
 
 
 def stored(db: Database) -> list[tuple[int, float, int]]:

@@ -254,7 +254,7 @@ QUERY_TEXT = st.text(alphabet="0123456789.eE+-%&x ", max_size=16)
 def test_the_quote_shortcut_takes_only_what_the_route_accepts_as_the_route_reads_it(
     query: str,
 ) -> None:
-    from app.middleware import plain_carats
+    from app.shortcuts import plain_carats
 
     carats = plain_carats(query.encode())
     event("shortcut" if carats is not None else "route")
