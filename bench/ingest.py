@@ -4,6 +4,7 @@ Idempotency-Key) against a plain SQLAlchemy insert behind bare FastAPI, and
 same rows, and on PostgreSQL against psycopg's COPY too."""
 
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -21,7 +22,7 @@ from bench.harness import (
     Run,
     Server,
     WrkResult,
-    best_time,
+    best_mean_time,
     profile,
     reference,
     service,
@@ -206,14 +207,16 @@ def _batches(
         with db.begin() as conn:
             conn.execute(insert(sales), rows)
 
-    repeats = 3 if run.quick else 5
+    def timed(func: Callable[[], object]) -> float:
+        return best_mean_time(func, run.seconds, run.rounds)
+
     path = f"`POST /api/v1/sales/batch`, {BATCH:,} records, {backend}"
     results.figures.append(
         Figure(
             path,
             ours_rate,
             "SQLAlchemy Core executemany",
-            BATCH / best_time(executemany, repeats),
+            BATCH / timed(executemany),
             "rows/s",
             Goal(AT_LEAST, 0.5),
             got.describe_failures(),
@@ -225,7 +228,7 @@ def _batches(
                 path,
                 ours_rate,
                 "psycopg binary COPY",
-                BATCH / _copy_seconds(db, rows, repeats),
+                BATCH / _copy_seconds(db, rows, timed),
                 "rows/s",
                 Goal(AT_LEAST, 0.5),
                 got.describe_failures(),
@@ -235,8 +238,10 @@ def _batches(
         results.profiles.append(profile(run, ours, path.replace("`", ""), 3, lambda: post(3)))
 
 
-def _copy_seconds(db: Engine, rows: list[dict[str, Any]], repeats: int) -> float:
-    """The best time psycopg takes to COPY the rows in, binary, on one open connection."""
+def _copy_seconds(
+    db: Engine, rows: list[dict[str, Any]], timed: Callable[[Callable[[], object]], float]
+) -> float:
+    """The time psycopg takes to COPY the rows in, binary, on one open connection."""
     columns = ("store_id", "carats", "price_cents", "sold_at", "created_at")
     statement = f"COPY sales ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)"
     conninfo = db.url.set(drivername="postgresql").render_as_string(hide_password=False)
@@ -249,4 +254,4 @@ def _copy_seconds(db: Engine, rows: list[dict[str, Any]], repeats: int) -> float
                     copying.write_row([row[c] for c in columns])
             conn.commit()
 
-        return best_time(copy, repeats)
+        return timed(copy)

@@ -185,7 +185,9 @@ Each is what a user would write instead, measured in the same run on the same ma
   place of scikit-learn, which the project does not depend on), in a fresh process whose
   peak memory growth is its `ru_maxrss` minus its resident size before reading.
 
-Throughputs are the best of the alternating rounds; times are the best of their repeats;
+Throughputs are the best of the alternating rounds; a batch's rate on either side is the
+best round's mean over batches sent back to back for as long as a wrk round (the database
+grows, and now and then checkpoints, alike on both); other times are the best of their repeats;
 server memory growth is the peak resident size of the worker during the trainings minus
 its size just before the first. Load comes from wrk, with {threads} threads (one a core).
 """
