@@ -119,8 +119,9 @@ class SaleRecord(NamedTuple):
 
     def model(self) -> SaleCreate:
         """The SaleCreate this record came from, as validated: what identifies the request
-        under an Idempotency-Key."""
-        return SaleCreate(
+        under an Idempotency-Key. Built without validating again (a record holds only
+        validated values), which took most of the time a keyed sale spent in its group."""
+        return SaleCreate.model_construct(
             store_id=self.store_id,
             carats=self.carats,
             price=from_cents(self.price_cents),
