@@ -72,6 +72,20 @@ class Metrics:
             # The scraping worker sets it just before collecting, so its value is the newest.
             multiprocess_mode="livemostrecent",
         )
+        # A method label, a route template and a status: a few dozen sets, all the service's.
+        self._request_series: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+
+    def count_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        """Count a request and its latency. Each label set's series are kept once found:
+        finding them (prometheus_client's labels()) took twice as long as counting."""
+        key = (method, route, status)
+        if (series := self._request_series.get(key)) is None:
+            series = self._request_series[key] = (
+                self.requests.labels(method, route, str(status)),
+                self.latency.labels(method, route),
+            )
+        series[0].inc()
+        series[1].observe(seconds)
 
     def render(self) -> bytes:
         """The Prometheus text of this instance, or of all workers in multiprocess mode."""

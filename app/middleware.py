@@ -56,9 +56,7 @@ class ServiceMiddleware:
             route = scope.get("route")
             template = getattr(route, "path_format", None) or UNMATCHED_ROUTE
             method = scope["method"]
-            label = method_label(method)
-            self.metrics.requests.labels(label, template, str(status)).inc()
-            self.metrics.latency.labels(label, template).observe(elapsed)
+            self.metrics.count_request(method_label(method), template, status, elapsed)
             if log.isEnabledFor(logging.INFO):
                 log.info(
                     "request",

@@ -89,7 +89,7 @@ def test_a_plain_sale_takes_the_shortcut_and_any_other_the_route(
     assert count_sales(client) == 3
     # The shortcut's answers are counted and logged under the route's template.
     metrics = client.get("/metrics").text
-    assert 'route="/api/v1/sales",status="201"' in metrics
+    assert 'method="POST",route="/api/v1/sales",status="201"} 3.0' in metrics
     assert 'jewelry_sales_ingested_total{via="single"} 3.0' in metrics
 
 
