@@ -157,6 +157,13 @@ def _epoch(moment: datetime) -> tuple[int, int]:
     return math.floor(moment.timestamp()), moment.microsecond
 
 
+def _driver(session: Session) -> Any:
+    """The DB-API connection under the session's own connection and transaction."""
+    driver = session.connection().connection.driver_connection
+    assert driver is not None
+    return driver
+
+
 def insert_rows(session: Session, rows: Sequence[dict[str, Any]]) -> Sequence[int]:
     """Insert the rows by the fastest path the backend has, with no object per row and no
     SQLAlchemy processing of each value: SQLite's executemany, PostgreSQL's binary COPY, on
@@ -164,9 +171,8 @@ def insert_rows(session: Session, rows: Sequence[dict[str, Any]]) -> Sequence[in
     rows."""
     if not rows:
         return []
-    driver = session.connection().connection.driver_connection
-    assert driver is not None
     if backend(session) == "sqlite":
+        driver = _driver(session)
         # The rows of a batch share created_at: each moment is converted once.
         epochs: dict[datetime, tuple[int, int]] = {}
 
@@ -186,30 +192,42 @@ def insert_rows(session: Session, rows: Sequence[dict[str, Any]]) -> Sequence[in
         # lock from its first insert, and no id is ever reused or skipped within it.
         [(last,)] = driver.execute("SELECT last_insert_rowid()").fetchall()
         return range(last - len(rows) + 1, last + 1)
-    with driver.cursor() as cursor:
-        # The ids are drawn from the sequence first (no other transaction can get them), so
-        # that the rows can go in by COPY, which returns nothing. The sequence is looked up
-        # once, in a subquery: called in nextval's argument, it was looked up for every row.
+    ids = draw_sale_ids(session, len(rows))
+    copy_sales(session, ids, rows)
+    return ids
+
+
+def draw_sale_ids(session: Session, count: int) -> list[int]:
+    """PostgreSQL: ``count`` new sale ids from the sales' sequence, for copy_sales: no other
+    transaction can get them."""
+    with _driver(session).cursor() as cursor:
+        # The sequence is looked up once, in a subquery: called in nextval's argument, it was
+        # looked up for every row.
         cursor.execute(
             "SELECT array_agg(nextval((SELECT pg_get_serial_sequence(%s, 'id')::regclass)))"
             " FROM generate_series(1, %s)",
-            (SALES.name, len(rows)),
+            (SALES.name, count),
         )
         [ids] = cursor.fetchone()
-        with cursor.copy(_COPY_SALES) as copy:
-            copy.set_types(_COPY_TYPES)
-            for sale_id, r in zip(ids, rows, strict=True):
-                copy.write_row(
-                    (
-                        sale_id,
-                        r["store_id"],
-                        r["carats"],
-                        r["price_cents"],
-                        r["sold_at"],
-                        r["created_at"],
-                    )
-                )
     return ids
+
+
+def copy_sales(session: Session, ids: Sequence[int], rows: Sequence[dict[str, Any]]) -> None:
+    """PostgreSQL: insert the rows with the ids drawn for them, by binary COPY (which returns
+    nothing: hence the ids drawn first)."""
+    with _driver(session).cursor() as cursor, cursor.copy(_COPY_SALES) as copy:
+        copy.set_types(_COPY_TYPES)
+        for sale_id, r in zip(ids, rows, strict=True):
+            copy.write_row(
+                (
+                    sale_id,
+                    r["store_id"],
+                    r["carats"],
+                    r["price_cents"],
+                    r["sold_at"],
+                    r["created_at"],
+                )
+            )
 
 
 def insert_sales(session: Session, rows: Sequence[dict[str, Any]]) -> list[StoredSale]:
