@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import Any, Protocol, cast
 
 import numpy as np
-from sqlalchemy import func, select
+from sqlalchemy import Connection, func, select, text
 from sqlalchemy.orm import Session
 
 from app.config import Settings
@@ -199,17 +199,63 @@ def insert_rows(session: Session, rows: Sequence[dict[str, Any]]) -> Sequence[in
 
 def draw_sale_ids(session: Session, count: int) -> list[int]:
     """PostgreSQL: ``count`` new sale ids from the sales' sequence, for copy_sales: no other
-    transaction can get them."""
+    transaction can get them.
+
+    The transaction takes the sales table as a writer first (ROW EXCLUSIVE, what the COPY
+    would take): a transaction that holds ids it has not committed yet is one that holds that
+    lock, which is how last_drawn_sale_id finds the ids that may still come."""
     with _driver(session).cursor() as cursor:
-        # The sequence is looked up once, in a subquery: called in nextval's argument, it was
-        # looked up for every row.
+        # One round trip for the two statements, hence no parameters (they would make it one
+        # statement of the extended protocol). The sequence is looked up once, in a subquery:
+        # called in nextval's argument, it was looked up for every row.
         cursor.execute(
-            "SELECT array_agg(nextval((SELECT pg_get_serial_sequence(%s, 'id')::regclass)))"
-            " FROM generate_series(1, %s)",
-            (SALES.name, count),
+            f"LOCK TABLE {SALES.name} IN ROW EXCLUSIVE MODE;"
+            " SELECT array_agg(nextval("
+            f"(SELECT pg_get_serial_sequence('{SALES.name}', 'id')::regclass)))"
+            f" FROM generate_series(1, {int(count)})"
         )
+        cursor.nextset()
         [ids] = cursor.fetchone()
     return ids
+
+
+# PostgreSQL: the transactions holding the sales table as writers (draw_sale_ids takes it so
+# before it draws, an INSERT or a DELETE as it begins), by their virtual transaction ids: one
+# that a later transaction took again would only be waited for longer.
+_WRITERS = (
+    "SELECT l.virtualtransaction FROM pg_locks AS l"
+    " WHERE l.locktype = 'relation' AND l.mode = 'RowExclusiveLock' AND l.granted"
+    " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+    f" AND l.relation = '{SALES.name}'::regclass AND l.pid <> pg_backend_pid()"
+)
+# The last id drawn, then the writers: the list refers to the id, so it is made after the id
+# is read. (The sequence hands its numbers out one at a time, CACHE 1: no session keeps a
+# block of them to give out later.)
+_LAST_DRAWN = text(
+    f"SELECT drawn.id, ARRAY({_WRITERS} AND drawn.id IS NOT NULL) FROM (SELECT coalesce("
+    f"pg_sequence_last_value(pg_get_serial_sequence('{SALES.name}', 'id')::regclass), 0)"
+    " AS id OFFSET 0) AS drawn"
+)
+_STILL_WRITING = text(f"SELECT ARRAY({_WRITERS} AND l.virtualtransaction = ANY(:writers))")
+
+
+def last_drawn_sale_id(connection: Connection | Session) -> tuple[int, frozenset[str]]:
+    """PostgreSQL: the last sale id drawn (0 for none), and the transactions that may still
+    commit sales with ids up to it.
+
+    Every id up to it was drawn by a transaction that held the sales table as a writer from
+    before it drew: one still listed, or one that had ended when the list was made, whose
+    sales any snapshot taken since sees. Once the listed ones have ended too (still_writing),
+    a new snapshot holds every sale up to the id that will ever be."""
+    drawn, writers = connection.execute(_LAST_DRAWN).one()
+    return int(drawn), frozenset(writers)
+
+
+def still_writing(connection: Connection | Session, writers: frozenset[str]) -> frozenset[str]:
+    """Those of the writers that have not ended yet."""
+    if not writers:
+        return writers
+    return frozenset(connection.execute(_STILL_WRITING, {"writers": list(writers)}).scalar_one())
 
 
 def copy_sales(session: Session, ids: Sequence[int], rows: Sequence[dict[str, Any]]) -> None:
