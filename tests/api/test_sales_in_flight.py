@@ -152,6 +152,23 @@ def test_sales_committed_after_a_training_looked_are_above_its_watermark(
         assert _live_sales(client, version["version"]) == 15
 
 
+def test_the_live_accuracy_counts_sales_committed_below_newer_ones(
+    pg_settings: Settings,
+) -> None:
+    """A registry read while a writer holds low ids, and one after it commits: the second
+    counts its sales, though newer ones had been seen first."""
+    with TestClient(create_app(pg_settings)) as client:
+        store_id, key = new_store(client)
+        add_sales(client, key, article_rows(20, seed=1))
+        answer = client.post("/api/v1/train", headers=ADMIN)
+        assert answer.status_code == 201, answer.text
+        version = answer.json()["version"]
+        with _writing(pg_settings, store_id, drawn_only=True):
+            add_sales(client, key, article_rows(5, seed=2))
+            assert _live_sales(client, version) == 5
+        assert _live_sales(client, version) == 15
+
+
 def test_a_training_waits_for_writers_no_longer_than_a_statement_may_run(
     pg_settings: Settings,
 ) -> None:
