@@ -109,6 +109,8 @@ class Database:
         self.engine = make_engine(settings)
         # Connections the pool gives out at most (then a checkout waits, up to 30 s).
         self.capacity = settings.DB_POOL_SIZE + settings.DB_MAX_OVERFLOW
+        # PostgreSQL: how long a statement may run, in seconds (None: no limit).
+        self.statement_timeout = settings.DB_STATEMENT_TIMEOUT_MS / 1000 or None
         writer = self.engine.execution_options(**{SQLITE_BEGIN: "IMMEDIATE"})
         # One snapshot for every statement of a transaction: SQLite's read transactions in WAL
         # mode are snapshots already; PostgreSQL's default (READ COMMITTED) is not.

@@ -1,16 +1,20 @@
 """How each model version quotes the sales recorded after it was trained, kept incrementally.
 
-Every version has a watermark: the highest sale id when it was trained. The sales above the
-lowest watermark are cut at each watermark into segments, and each segment is kept as its
-sufficient statistics, which merge by addition. A version's live accuracy is then the sum of
-the segments above its watermark, measured against its line in O(1) (models.line_error).
+Every version has a watermark: the highest sale id its training read, at or below which every
+sale its filters match is in its fit, whenever it was committed (app/training.py). The sales
+above the lowest watermark are cut at each watermark into segments, and each segment is kept
+as its sufficient statistics, which merge by addition. A version's live accuracy is then the
+sum of the segments above its watermark, measured against its line in O(1)
+(models.line_error).
 
-The kept segments cover the sales up to a *settled* id, below which no sale can still
-arrive: on SQLite, where writers take turns and ids follow commits, the newest id; on
-PostgreSQL, where a transaction can commit ids older than ones already visible, the newest id
-seen before the oldest transaction still writing began. Each refresh folds in what settled
-since the last one and what was deleted since (the deleted_sales table), and adds the sales
-above the settled id afresh; so a registry read costs the same at ten sales or ten million.
+The kept segments cover the sales up to a *settled* id, below which no sale can still arrive:
+on SQLite, where writers take turns and ids follow commits, the newest id; on PostgreSQL,
+where a transaction can commit ids below ones already visible, the last id drawn as of the
+latest refresh (this one or an earlier one) whose writers have all ended since
+(app/services/sales.py, last_drawn_sale_id), looked up before the refresh's snapshot begins.
+Each refresh folds in what settled since the last one and what was deleted since (the
+deleted_sales table), and adds the sales above the settled id afresh; so a registry read costs
+the same at ten sales or ten million.
 
 Each process keeps its own copy and refreshes it at most once per ``refresh_seconds``, in
 one snapshot, so that a sale and its deletion are never seen apart.
@@ -21,26 +25,21 @@ import time
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.db import Database, backend
 from app.orm import DeletedSale, ModelVersion
 from app.schemas.registry import LiveAccuracy
 from app.services.aggregates import Reference, newest_sale_id, sums_by_segment, typical_sale
+from app.services.sales import last_drawn_sale_id
 from models import InvalidDataError, SufficientStats
 from models.report import line_error
 
 NO_SALES = LiveAccuracy(n_sales=0, rmse=None, bias=None)
-
-# PostgreSQL: when this process's snapshot began, and when the oldest transaction that has
-# written anything (and so may still commit sales) began.
-_WRITERS = text(
-    "SELECT now(), (SELECT min(xact_start) FROM pg_stat_activity "
-    "WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid())"
-)
+# PostgreSQL: how many refreshes' sightings of the ids drawn are kept, at most.
+SIGHTINGS_KEPT = 1_000
 
 
 @dataclass
@@ -62,8 +61,11 @@ class LiveAccuracyTracker:
         self._state: _State | None = None
         # The sales above the settled id, added up afresh at each refresh.
         self._unsettled: dict[int, SufficientStats] = {}
-        # PostgreSQL: (when a snapshot began, the newest sale id it saw), oldest first.
-        self._seen: deque[tuple[datetime, int]] = deque()
+        # PostgreSQL: (the last sale id drawn, the transactions that were writing then), of
+        # the refreshes since the last one that settled, oldest first. Ever fewer settle
+        # while a writer stays open: past the bound the oldest are let go, which only keeps
+        # more sales unsettled, added up afresh.
+        self._seen: deque[tuple[int, frozenset[str]]] = deque(maxlen=SIGHTINGS_KEPT)
         self._refreshed_at = float("-inf")
         self._invalid = False
         self._lock = threading.Lock()
@@ -72,8 +74,9 @@ class LiveAccuracyTracker:
         with self._lock:
             due = time.monotonic() - self._refreshed_at >= self._refresh_seconds
             if due or self._invalid:
+                settled = self._settled()
                 with self._db.session(snapshot=True) as session:
-                    self._refresh(session)
+                    self._refresh(session, settled)
                 self._refreshed_at = time.monotonic()
                 self._invalid = False
             return self._measure(versions)
@@ -84,8 +87,10 @@ class LiveAccuracyTracker:
 
     # Refreshing
 
-    def _refresh(self, session: Session) -> None:
-        newest, settled = self._newest_and_settled(session)
+    def _refresh(self, session: Session, settled: int | None) -> None:
+        newest = newest_sale_id(session)
+        if settled is None:
+            settled = newest
         starts = sorted(
             set(session.scalars(select(func.coalesce(ModelVersion.trained_through_sale_id, 0))))
         )
@@ -105,28 +110,29 @@ class LiveAccuracyTracker:
             else {}
         )
 
-    def _newest_and_settled(self, session: Session) -> tuple[int, int]:
-        """The newest sale id, and the highest below which no sale can still be committed."""
-        if backend(session) != "postgresql":
-            newest = newest_sale_id(session)
-            return newest, newest
-        # The first statement: the snapshot begins here, and the writers it lists are the ones
-        # whose sales it may not see.
-        began, oldest_writer = session.execute(_WRITERS).one()
-        newest = newest_sale_id(session)
-        if oldest_writer is None:
-            self._seen.clear()
-            return newest, newest
-        self._seen.append((began, newest))
-        # Ids seen before the oldest writer began are below every id it was given; the last
-        # such sighting stays the best one while that writer runs.
+    def _settled(self) -> int | None:
+        """PostgreSQL: the highest id at or below which no sale can still be committed, by
+        the time a snapshot taken next begins; None on SQLite, where it is the newest id that
+        snapshot holds.
+
+        Looked up before the snapshot, in a transaction of its own: a writer seen ended then
+        has committed before the snapshot, as one seen ended by a query in it might not."""
+        if backend(self._db.engine) != "postgresql":
+            return None
+        with self._db.session() as session:
+            drawn, writers = last_drawn_sale_id(session)
+        self._seen.append((drawn, writers))
+        # The last sighting whose writers have all ended: every sale up to its id is in.
+        # Ended, they stay so, and it stays the best until a later one settles.
         best = None
-        while self._seen and self._seen[0][0] < oldest_writer:
-            best = self._seen.popleft()
+        for index, (_, then) in enumerate(self._seen):
+            if then.isdisjoint(writers):
+                best = index
         if best is None:
-            return newest, self._state.settled_through if self._state is not None else 0
-        self._seen.appendleft(best)
-        return newest, best[1]
+            return self._state.settled_through if self._state is not None else 0
+        for _ in range(best):
+            self._seen.popleft()
+        return self._seen[0][0]
 
     def _built(self, session: Session, starts: list[int], settled: int, deletions: int) -> _State:
         state = _State(settled_through=settled, deletions_seen=deletions)

@@ -5,26 +5,34 @@ A batch fit (the default) reads every matching sale once, in the one query that 
 mean absolute error, which needs the fitted line, is then measured on the newest MAE_SAMPLE of
 them only, a bounded read. Mini-batch and stochastic fits read the rows once more per epoch.
 All of it is read in one snapshot, so a sale recorded or deleted meanwhile changes none of it;
-no write lock is held while the fit computes. The new version and its activation are written all
-or nothing (registry.add_version), and only when every number it holds can be shown.
+no write lock is held while the fit computes. The version's watermark (trained_through_sale_id)
+splits the sales for good: every sale at or below it is in the snapshot the fit read, and every
+sale committed later is above it, where the live accuracy counts it (app/live.py). On
+PostgreSQL, where a transaction still writing may hold ids below ones already committed, that
+takes waiting for such writers before the snapshot begins (_snapshot). The new version and its
+activation are written all or nothing (registry.add_version), and only when every number it
+holds can be shown.
 
-On PostgreSQL a run is eight round trips, all on one connection: the pool's ping, the lock,
-the snapshot's BEGIN, the sums, the MAE, COMMIT, the write, the unlock.
+On PostgreSQL a run is nine round trips, all on one connection: the pool's ping, the lock, the
+last id drawn with the writers that may still commit ids up to it (then a look every few
+milliseconds while any of them is still open), the snapshot's BEGIN, the sums (rarely twice:
+_statistics), the MAE, COMMIT, the write, the unlock.
 """
 
 import math
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session
 
 from app.db import SQLITE_BEGIN, Database, backend, begin_writing, committing
-from app.errors import InvalidInput
+from app.errors import InvalidInput, Unavailable
 from app.fields import MAX_CARATS, MAX_QUOTE, MIN_CARATS
 from app.lease import training_lease
 from app.orm import ModelVersion, Sale, VersionStatus
@@ -37,7 +45,14 @@ from app.services.aggregates import (
     sale_chunks,
     sales_statistics,
 )
-from models import DivergenceError, InvalidParameterError, ModelError, RingPriceRegressor
+from app.services.sales import last_drawn_sale_id, still_writing
+from models import (
+    DivergenceError,
+    InvalidParameterError,
+    ModelError,
+    RingPriceRegressor,
+    SufficientStats,
+)
 
 
 def _regressor(request: TrainRequest) -> RingPriceRegressor:
@@ -124,18 +139,18 @@ def _fit(db: Database, connection: Connection, request: TrainRequest) -> ModelVe
     )
     started = time.perf_counter()
     regressor = _regressor(request)
-    with _snapshot(db, connection) as sessions:
+    with _snapshot(db, connection) as (sessions, settled):
         session = sessions[0]
-        watermark, stats = sales_statistics(sessions, where)
+        watermark, stats, read = _statistics(sessions, where, settled)
         try:
             if request.method == "batch":
                 regressor.fit_stats(stats)
             else:
-                regressor.fit_chunks(stats, lambda: sale_chunks(session, where), measure_mae=False)
+                regressor.fit_chunks(stats, lambda: sale_chunks(session, read), measure_mae=False)
         except ModelError as exc:
             raise _refused(exc) from None
         mae = mean_absolute_error(
-            session, where, regressor.silver_price_, regressor.gold_price_per_carat_
+            session, read, regressor.silver_price_, regressor.gold_price_per_carat_
         )
     seconds = time.perf_counter() - started
     problem = _unshowable(regressor)
@@ -193,14 +208,31 @@ def _store(
         return version, registry.add_version(session, version, serve=serve)
 
 
+class Settled(NamedTuple):
+    """PostgreSQL: the highest sale id a run may read (_settled_sale_id), and whether it
+    waited for writers to get it."""
+
+    sale_id: int
+    waited: bool
+
+
 @contextmanager
-def _snapshot(db: Database, connection: Connection) -> Iterator[list[Session]]:
+def _snapshot(
+    db: Database, connection: Connection
+) -> Iterator[tuple[list[Session], Settled | None]]:
     """Sessions that all read one snapshot: the run's own and, on SQLite, a second on another
     connection, that sums half of the sales beside it (PostgreSQL parallelises its scans
-    itself)."""
+    itself); on PostgreSQL, with the highest sale id to read (_statistics).
+
+    On SQLite, where writers take turns and ids follow commits, every sale up to the newest
+    id is in the snapshot. On PostgreSQL a transaction still writing may hold ids below ones
+    already committed, so the snapshot begins once every writer that may hold one of the ids
+    drawn so far has ended (_settled_sale_id): it holds every sale up to the last of those
+    that there will ever be."""
     if backend(connection) == "postgresql":
+        settled = _settled_sale_id(db, connection)
         with _transaction(connection, snapshot=True) as session:
-            yield [session]
+            yield [session], settled
         return
     with _transaction(connection) as first, db.session(snapshot=True) as second:
         # Both begin to read while this holds the write lock: no commit comes between the
@@ -209,7 +241,67 @@ def _snapshot(db: Database, connection: Connection) -> Iterator[list[Session]]:
             begin_writing(lock)
             for session in (first, second):
                 session.execute(select(Sale.id).limit(1)).all()
-        yield [first, second]
+        yield [first, second], None
+
+
+def _statistics(
+    sessions: list[Session], where: SalesFilter, settled: Settled | None
+) -> tuple[int, SufficientStats, SalesFilter]:
+    """The watermark, the statistics of the matching sales up to it, and the filter that
+    reads those sales again.
+
+    On PostgreSQL the watermark is at most the settled id: the snapshot may hold a few sales
+    above it, committed since it was drawn, which are left to the live accuracy with the ones
+    committed later. Bounding the scan by id costs a comparison a sale, a fifth of the sums'
+    time, so the bound is left out when no writer was waited for (then sales above it are
+    rare: they had a round trip or two to come in) and put in only if the newest id shows
+    some."""
+    if settled is None:
+        return *sales_statistics(sessions, where), where
+    if not settled.waited:
+        watermark, stats = sales_statistics(sessions, where)
+        if watermark <= settled.sale_id:
+            return watermark, stats, where
+    bounded = replace(where, through_id=settled.sale_id)
+    return *sales_statistics(sessions, bounded), bounded
+
+
+# Waits between looks at the writers a training waits for: a batch commits in milliseconds,
+# a CSV import of a large file in seconds.
+FIRST_PAUSE_SECONDS = 0.001
+LONGEST_PAUSE_SECONDS = 0.05
+
+
+class WritersBusy(Unavailable):
+    def __init__(self, seconds: float) -> None:
+        super().__init__(
+            f"sales that a training must include are still being written after {seconds:g} s;"
+            " retry when they have been committed",
+            retry_after=5,
+        )
+
+
+def _settled_sale_id(db: Database, connection: Connection) -> Settled:
+    """PostgreSQL: the last sale id drawn, once the transactions that may still commit sales
+    at or below it have ended.
+
+    Those are waited for rather than locked out: a SHARE lock on the table would hold every
+    new writer back, for as long as the slowest writer already running (a large CSV import)
+    takes. No longer than a statement may run (DB_STATEMENT_TIMEOUT_MS), though: a writer
+    still open then is refused with a 503 rather than holding the run's lease for good."""
+    connection.execution_options(isolation_level="AUTOCOMMIT")
+    drawn, writers = last_drawn_sale_id(connection)
+    deadline = time.monotonic() + (db.statement_timeout or math.inf)
+    pause = FIRST_PAUSE_SECONDS
+    waited = bool(writers)
+    while writers:
+        if time.monotonic() >= deadline:
+            raise WritersBusy(db.statement_timeout or 0.0)
+        time.sleep(pause)
+        pause = min(2 * pause, LONGEST_PAUSE_SECONDS)
+        writers = still_writing(connection, writers)
+    connection.commit()
+    return Settled(drawn, waited)
 
 
 @contextmanager

@@ -47,6 +47,7 @@ def train(
     metrics.training_runs.labels(row.status).inc()
     cache.invalidate()
     live.invalidate()
-    # Its live accuracy as of its snapshot, which held no sale above its watermark: none
-    # yet, and no query to say so. The registry counts the sales recorded since.
+    # Its live accuracy as of its watermark: none yet, and no query to say so. The registry
+    # counts the sales above it (on PostgreSQL, a few may have been committed between the
+    # watermark and the snapshot already).
     return ModelVersionPublic.from_row(row, active=active, live=NO_SALES)

@@ -37,9 +37,14 @@ class SalesFilter:
     store_ids: tuple[int, ...] | None = None
     sold_since: datetime | None = None
     sold_until: datetime | None = None
+    # Only the ids up to this one: those a training's snapshot on PostgreSQL holds every sale
+    # of (app/training.py). Not a filter the caller chose, so not in describe().
+    through_id: int | None = None
 
     def conditions(self) -> list[ColumnElement[bool]]:
         conds: list[ColumnElement[bool]] = []
+        if self.through_id is not None:
+            conds.append(Sale.id <= self.through_id)
         if self.store_ids is not None:
             conds.append(Sale.store_id.in_(self.store_ids))
         if self.sold_since is not None:
@@ -116,6 +121,14 @@ def newest_sale_id(session: Session) -> int:
 _NEWEST_ID = select(func.coalesce(func.max(Sale.id), 0))
 
 
+def _newest_id(where: SalesFilter) -> ScalarSelect[Any]:
+    """The highest sale id up to where.through_id, of every sale: a watermark counts them
+    all, whichever the filter matches."""
+    if where.through_id is None:
+        return _NEWEST_ID.scalar_subquery()
+    return _NEWEST_ID.where(Sale.id <= where.through_id).scalar_subquery()
+
+
 # Sales a reference point is taken from: their median is a typical sale, whatever outliers
 # the first ones hold, at the cost of reading a thousand index entries.
 REFERENCE_SAMPLE = 1024
@@ -159,7 +172,7 @@ def typical_sale(session: Session, conditions: Sequence[ColumnElement[bool]]) ->
 def _newest_and_typical(session: Session, where: SalesFilter) -> tuple[int, Reference | None]:
     """newest_sale_id and the typical matching sale, in one statement."""
     newest, carats, cents = session.execute(
-        select(_NEWEST_ID.scalar_subquery(), *_typical(where.conditions()))
+        select(_newest_id(where), *_typical(where.conditions()))
     ).one()
     return int(newest), _reference(carats, cents)
 
@@ -179,11 +192,12 @@ def _regression_sums(session: Session, where: SalesFilter) -> tuple[int, Suffici
     """PostgreSQL's regr_* aggregates keep the count, the means and the sums of squares and
     products around the running mean (Youngs and Cramer's update, accurate whatever the
     carats' offset) in one state that the six share: one step a sale where six sums take
-    six, and no typical sale to read first. The newest id comes in the same statement."""
+    six, and no typical sale to read first. The newest id (up to where.through_id) comes in
+    the same statement."""
     y, x = cast(Sale.price_cents, Double[float](asdecimal=False)), Sale.carats
     newest, n, mean_x, mean_cents, sxx, sxc, scc = session.execute(
         select(
-            _NEWEST_ID.scalar_subquery(),
+            _newest_id(where),
             *(f(y, x) for f in (func.regr_count, func.regr_avgx, func.regr_avgy)),
             *(f(y, x) for f in (func.regr_sxx, func.regr_sxy, func.regr_syy)),
         ).where(*where.conditions())

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 import numpy as np
-from sqlalchemy import func, select
+from sqlalchemy import Connection, func, select, text
 from sqlalchemy.orm import Session
 
 from app.config import Settings
@@ -114,6 +114,13 @@ def _epoch(moment: datetime) -> tuple[int, int]:
     return math.floor(moment.timestamp()), moment.microsecond
 
 
+def _driver(session: Session) -> Any:
+    """The DB-API connection under the session's own connection and transaction."""
+    driver = session.connection().connection.driver_connection
+    assert driver is not None
+    return driver
+
+
 def insert_rows(session: Session, rows: Sequence[dict[str, Any]]) -> Sequence[int]:
     """Insert the rows by the fastest path the backend has, with no object per row and no
     SQLAlchemy processing of each value: SQLite's executemany, PostgreSQL's binary COPY, on
@@ -121,9 +128,8 @@ def insert_rows(session: Session, rows: Sequence[dict[str, Any]]) -> Sequence[in
     rows."""
     if not rows:
         return []
-    driver = session.connection().connection.driver_connection
-    assert driver is not None
     if backend(session) == "sqlite":
+        driver = _driver(session)
         # The rows of a batch share created_at: each moment is converted once.
         epochs: dict[datetime, tuple[int, int]] = {}
 
@@ -143,30 +149,88 @@ def insert_rows(session: Session, rows: Sequence[dict[str, Any]]) -> Sequence[in
         # lock from its first insert, and no id is ever reused or skipped within it.
         [(last,)] = driver.execute("SELECT last_insert_rowid()").fetchall()
         return range(last - len(rows) + 1, last + 1)
-    with driver.cursor() as cursor:
-        # The ids are drawn from the sequence first (no other transaction can get them), so
-        # that the rows can go in by COPY, which returns nothing. The sequence is looked up
-        # once, in a subquery: called in nextval's argument, it was looked up for every row.
-        cursor.execute(
-            "SELECT array_agg(nextval((SELECT pg_get_serial_sequence(%s, 'id')::regclass)))"
-            " FROM generate_series(1, %s)",
-            (SALES.name, len(rows)),
-        )
-        [ids] = cursor.fetchone()
-        with cursor.copy(_COPY_SALES) as copy:
-            copy.set_types(_COPY_TYPES)
-            for sale_id, r in zip(ids, rows, strict=True):
-                copy.write_row(
-                    (
-                        sale_id,
-                        r["store_id"],
-                        r["carats"],
-                        r["price_cents"],
-                        r["sold_at"],
-                        r["created_at"],
-                    )
-                )
+    ids = draw_sale_ids(session, len(rows))
+    copy_sales(session, ids, rows)
     return ids
+
+
+def draw_sale_ids(session: Session, count: int) -> list[int]:
+    """PostgreSQL: ``count`` new sale ids from the sales' sequence, for copy_sales: no other
+    transaction can get them.
+
+    The transaction takes the sales table as a writer first (ROW EXCLUSIVE, what the COPY
+    would take): a transaction that holds ids it has not committed yet is one that holds that
+    lock, which is how last_drawn_sale_id finds the ids that may still come."""
+    with _driver(session).cursor() as cursor:
+        # One round trip for the two statements, hence no parameters (they would make it one
+        # statement of the extended protocol). The sequence is looked up once, in a subquery:
+        # called in nextval's argument, it was looked up for every row.
+        cursor.execute(
+            f"LOCK TABLE {SALES.name} IN ROW EXCLUSIVE MODE;"
+            " SELECT array_agg(nextval("
+            f"(SELECT pg_get_serial_sequence('{SALES.name}', 'id')::regclass)))"
+            f" FROM generate_series(1, {int(count)})"
+        )
+        cursor.nextset()
+        [ids] = cursor.fetchone()
+    return ids
+
+
+# PostgreSQL: the transactions holding the sales table as writers (draw_sale_ids takes it so
+# before it draws, an INSERT or a DELETE as it begins), by their virtual transaction ids: one
+# that a later transaction took again would only be waited for longer.
+_WRITERS = (
+    "SELECT l.virtualtransaction FROM pg_locks AS l"
+    " WHERE l.locktype = 'relation' AND l.mode = 'RowExclusiveLock' AND l.granted"
+    " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+    f" AND l.relation = '{SALES.name}'::regclass AND l.pid <> pg_backend_pid()"
+)
+# The last id drawn, then the writers: the list refers to the id, so it is made after the id
+# is read. (The sequence hands its numbers out one at a time, CACHE 1: no session keeps a
+# block of them to give out later.)
+_LAST_DRAWN = text(
+    f"SELECT drawn.id, ARRAY({_WRITERS} AND drawn.id IS NOT NULL) FROM (SELECT coalesce("
+    f"pg_sequence_last_value(pg_get_serial_sequence('{SALES.name}', 'id')::regclass), 0)"
+    " AS id OFFSET 0) AS drawn"
+)
+_STILL_WRITING = text(f"SELECT ARRAY({_WRITERS} AND l.virtualtransaction = ANY(:writers))")
+
+
+def last_drawn_sale_id(connection: Connection | Session) -> tuple[int, frozenset[str]]:
+    """PostgreSQL: the last sale id drawn (0 for none), and the transactions that may still
+    commit sales with ids up to it.
+
+    Every id up to it was drawn by a transaction that held the sales table as a writer from
+    before it drew: one still listed, or one that had ended when the list was made, whose
+    sales any snapshot taken since sees. Once the listed ones have ended too (still_writing),
+    a new snapshot holds every sale up to the id that will ever be."""
+    drawn, writers = connection.execute(_LAST_DRAWN).one()
+    return int(drawn), frozenset(writers)
+
+
+def still_writing(connection: Connection | Session, writers: frozenset[str]) -> frozenset[str]:
+    """Those of the writers that have not ended yet."""
+    if not writers:
+        return writers
+    return frozenset(connection.execute(_STILL_WRITING, {"writers": list(writers)}).scalar_one())
+
+
+def copy_sales(session: Session, ids: Sequence[int], rows: Sequence[dict[str, Any]]) -> None:
+    """PostgreSQL: insert the rows with the ids drawn for them, by binary COPY (which returns
+    nothing: hence the ids drawn first)."""
+    with _driver(session).cursor() as cursor, cursor.copy(_COPY_SALES) as copy:
+        copy.set_types(_COPY_TYPES)
+        for sale_id, r in zip(ids, rows, strict=True):
+            copy.write_row(
+                (
+                    sale_id,
+                    r["store_id"],
+                    r["carats"],
+                    r["price_cents"],
+                    r["sold_at"],
+                    r["created_at"],
+                )
+            )
 
 
 def record_sales(
