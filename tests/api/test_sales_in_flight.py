@@ -21,15 +21,20 @@ from sqlalchemy.orm import Session
 
 from app.config import Settings
 from app.db import Database
+from app.fields import to_cents
 from app.main import create_app
 from app.orm import ModelVersion, Sale, utcnow
-from app.services.sales import NewSale, copy_sales, draw_sale_ids, insert_rows, sale_row
+from app.schemas.sales import SaleRecord
+from app.services.sales import copy_sales, draw_sale_ids, insert_rows, sale_row
 from tests.api.test_training import article_rows
 from tests.helpers import ADMIN, add_sales, new_store
 
 
 def _rows(store_id: int, n: int, seed: int) -> list[dict[str, Any]]:
-    return [sale_row(store_id, NewSale(c, Decimal(p)), utcnow()) for c, p in article_rows(n, seed)]
+    return [
+        sale_row(store_id, SaleRecord(c, to_cents(Decimal(p)), None, None), utcnow())
+        for c, p in article_rows(n, seed)
+    ]
 
 
 @contextmanager
