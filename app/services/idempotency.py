@@ -127,12 +127,7 @@ def claim_all(
     if backend(session) == "postgresql":
         held = session.execute(
             select(
-                *(
-                    func.pg_try_advisory_xact_lock(
-                        func.hashtextextended(f"{w.scope}\x1f{w.key}", 0)
-                    )
-                    for w in wanted
-                )
+                *(func.pg_try_advisory_xact_lock(advisory_lock_id(w.scope, w.key)) for w in wanted)
             )
         ).one()
         busy = Conflict(
@@ -180,6 +175,14 @@ def claim_all(
             except AppError as exc:
                 outcomes[w.scope, w.key] = exc
     return [outcomes[w.scope, w.key] for w in wanted]
+
+
+def advisory_lock_id(scope: str, key: str) -> int:
+    """The advisory lock of a key on PostgreSQL: 64 bits of its SHA-256, which no client can
+    steer onto another lock (training's, startup's, another caller's key), as it could the
+    server's own hashtextextended, whose mixing runs backwards in seconds."""
+    digest = hashlib.sha256(f"{scope}\x1f{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
 
 
 def _these(wanted: Sequence[Wanted]) -> ColumnElement[bool]:

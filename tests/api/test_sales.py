@@ -9,8 +9,10 @@ from sqlalchemy import func, select, update
 
 from app.config import Settings
 from app.db import Database
+from app.lease import ADVISORY_LOCK_KEY
 from app.main import create_app
 from app.orm import IdempotencyKey, utcnow
+from app.services.idempotency import advisory_lock_id
 from tests.helpers import ADMIN, THREE_SALES, add_sales, count_sales, new_store
 
 
@@ -281,7 +283,7 @@ def test_an_idempotency_key_in_flight_elsewhere_is_409(pg_settings: Settings) ->
         sale = {"carats": 1, "price": 10}
         db = Database(pg_settings)
         with db.session(write=True) as session:
-            held = func.hashtextextended(f"store:{store_id}\x1fin-flight", 0)
+            held = advisory_lock_id(f"store:{store_id}", "in-flight")
             session.execute(select(func.pg_advisory_xact_lock(held)))
             busy = client.post("/api/v1/sales", json=sale, headers=headers)
             assert busy.status_code == 409
@@ -289,6 +291,26 @@ def test_an_idempotency_key_in_flight_elsewhere_is_409(pg_settings: Settings) ->
         assert client.post("/api/v1/sales", json=sale, headers=headers).status_code == 201
         assert count_sales(client) == 1
         db.dispose()
+
+
+def test_no_idempotency_key_can_be_made_to_hold_the_training_lock(pg_settings: Settings) -> None:
+    """PostgreSQL: a key whose hashtextextended is the training lock's id (found by running
+    that hash backwards) is not taken for training's lock, nor training for it."""
+    crafted = "vdjqfybyfvpkcdyadftnqTfB6yk,D"
+    db = Database(pg_settings)
+    with db.session() as session:
+        assert session.scalar(select(func.hashtextextended(f"admin\x1f{crafted}", 0))) == (
+            ADVISORY_LOCK_KEY
+        )
+    with TestClient(create_app(pg_settings)) as client, db.session() as training:
+        store_id, _ = new_store(client)
+        assert training.scalar(select(func.pg_try_advisory_xact_lock(ADVISORY_LOCK_KEY)))
+        sale = {"store_id": store_id, "carats": 1, "price": 10}
+        answer = client.post(
+            "/api/v1/sales", json=sale, headers={**ADMIN, "Idempotency-Key": crafted}
+        )
+        assert answer.status_code == 201, answer.text
+    db.dispose()
 
 
 def test_idempotency_keys_expire(settings, client: TestClient) -> None:  # type: ignore[no-untyped-def]
