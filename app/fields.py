@@ -22,6 +22,7 @@ from pydantic import (
     StringConstraints,
     WithJsonSchema,
 )
+from pydantic_core import PydanticCustomError
 
 # The domain of every number a client sends, stated once: the OpenAPI schema, the JSON
 # validation and the CSV import all take it from here.
@@ -204,6 +205,15 @@ def _price_input(value: object) -> object:
     return value
 
 
+def _at_most_max(price: Decimal) -> Decimal:
+    # pydantic's own le=MAX_PRICE says "less than or equal to Decimal('99999999.99')".
+    if price > MAX_PRICE:
+        raise PydanticCustomError(
+            "less_than_equal", "Input should be less than or equal to {le}", {"le": str(MAX_PRICE)}
+        )
+    return price
+
+
 def _quantized(price: Decimal) -> Decimal:
     # 1, 1.0 and "1.00" are one price: the canonical form keeps Idempotency-Key bodies equal.
     return price.quantize(CENT)
@@ -327,7 +337,8 @@ BodyCarats = Annotated[float, Field(ge=MIN_CARATS, le=MAX_CARATS, allow_inf_nan=
 Price = Annotated[
     Decimal,
     BeforeValidator(_price_input),
-    Field(gt=0, le=MAX_PRICE, allow_inf_nan=False),
+    Field(gt=0, allow_inf_nan=False),
+    AfterValidator(_at_most_max),
     AfterValidator(_quantized),
     WithJsonSchema(
         {

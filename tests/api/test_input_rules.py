@@ -75,6 +75,18 @@ def test_trailing_zeros_after_the_cents_are_fine_in_numbers_and_strings(
     assert response.json()["price"] == stored
 
 
+@pytest.mark.parametrize("price", ["100000000", "1e8", "99999999.991e1"])
+def test_a_price_over_the_largest_names_the_largest_as_written(
+    client: TestClient, price: str
+) -> None:
+    _, key = new_store(client)
+    response = post_sale(client, key, f'{{"carats": 1, "price": {price}}}')
+    assert response.status_code == 422
+    [error] = response.json()["detail"]
+    assert error["msg"] == "Input should be less than or equal to 99999999.99"
+    assert error["type"] == "less_than_equal"
+
+
 @pytest.mark.parametrize("carats", ["true", '"1.5"', "NaN", "Infinity", "1e400", "null"])
 def test_carats_in_a_body_are_json_numbers_only(client: TestClient, carats: str) -> None:
     _, key = new_store(client)
