@@ -60,6 +60,16 @@ class UnsupportedMediaType(AppError):
     status_code = 415
 
 
+class NotImplementedCoding(AppError):
+    """A transfer coding the server does not know (RFC 9112 6.1: 501)."""
+
+    status_code = 501
+
+
+class UnsupportedVersion(AppError):
+    status_code = 505
+
+
 class Unavailable(AppError):
     """The service cannot take this now; the client may retry after ``retry_after`` seconds."""
 

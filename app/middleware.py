@@ -8,7 +8,13 @@ import time
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.errors import BodyTooLarge, as_app_error, error_response
+from app.errors import (
+    BodyTooLarge,
+    NotImplementedCoding,
+    UnsupportedVersion,
+    as_app_error,
+    error_response,
+)
 from app.logs import request_id
 from app.metrics import UNMATCHED_ROUTE, Metrics, method_label
 
@@ -28,11 +34,14 @@ class ServiceMiddleware:
             await self.app(scope, receive, send)
             return
         given = declared = ""
+        coding = None
         for name, value in scope["headers"]:  # ASGI servers give names in lower case
             if name == b"x-request-id":
                 given = value.decode("latin-1")
             elif name == b"content-length":
                 declared = value.decode("latin-1")
+            elif name == b"transfer-encoding":
+                coding = value
         rid = given if _SAFE_REQUEST_ID.match(given) else os.urandom(16).hex()
         token = request_id.set(rid)
         started = time.perf_counter()
@@ -47,8 +56,11 @@ class ServiceMiddleware:
             await send(message)
 
         try:
+            if (refused := _unsupported(scope, coding)) is not None:
+                await _answer(scope, receive, send_with_id, refused)
+                return
             if declared.isdigit() and int(declared) > limit:
-                await _reject(scope, receive, send_with_id, limit)
+                await _answer(scope, receive, send_with_id, BodyTooLarge(limit))
                 return
             await self.app(scope, _limited(receive, limit), send_with_id)
         finally:
@@ -89,8 +101,24 @@ def _limited(receive: Receive, limit: int) -> Receive:
     return wrapped
 
 
-async def _reject(scope: Scope, receive: Receive, send: Send, limit: int) -> None:
-    """Answer 413 before reading a body whose Content-Length is over the limit (closing the
-    connection rather than reading, or discarding, what the client goes on sending)."""
-    response = error_response(as_app_error(Request(scope), BodyTooLarge(limit)))
+def _unsupported(scope: Scope, coding: bytes | None) -> Exception | None:
+    """A request in a framing the service does not speak, which the HTTP parser lets through:
+    another version of HTTP than 1.0 and 1.1 (a request line saying HTTP/2.0, or none), or a
+    transfer coding other than chunked (whose body would be read still encoded)."""
+    if scope["http_version"] not in ("1.0", "1.1"):
+        return UnsupportedVersion(
+            f"HTTP/{scope['http_version']} is not supported: send HTTP/1.1",
+            headers={"Connection": "close"},
+        )
+    if coding is not None and coding.strip().lower() != b"chunked":
+        return NotImplementedCoding(
+            "the only Transfer-Encoding taken is chunked", headers={"Connection": "close"}
+        )
+    return None
+
+
+async def _answer(scope: Scope, receive: Receive, send: Send, error: Exception) -> None:
+    """Answer with the error before reading the body (closing the connection rather than
+    reading, or discarding, what the client goes on sending)."""
+    response = error_response(as_app_error(Request(scope), error))
     await response(scope, receive, send)

@@ -14,6 +14,10 @@ fill it. Here, each worker:
   at the limit a new connection closes the one that has waited longest for a request (or for
   the rest of one); only when every other connection has a request in the app's hands is the
   new one closed instead;
+- answers a request its parser refuses as the app answers every error, in JSON with a
+  ``detail``, rather than uvicorn's plain text; and, under httptools, leaves out the spaces
+  and tabs after a header's value (RFC 9110 5.5), which httptools keeps and h11 does not: a
+  key followed by a space was an unknown key;
 - sets TCP_NODELAY on every accepted TCP socket. asyncio sets it only on sockets it created
   with proto IPPROTO_TCP; with several workers uvicorn binds the listening socket itself
   (proto 0), and the second part of each response then waited for the client's delayed
@@ -125,6 +129,21 @@ class GuardedConnection(_UvicornProtocol):
             self._make_room()
         self._track()
 
+    def send_400_response(self, msg: str) -> None:
+        # msg is uvicorn's one message, "Invalid HTTP request received.": said better here.
+        body = b'{"detail":"not a valid HTTP/1.1 request: its request line, headers or framing"}'
+        head = [b"HTTP/1.1 400 Bad Request\r\n"]
+        head += [
+            name + b": " + value + b"\r\n" for name, value in self.server_state.default_headers
+        ]
+        head += [
+            b"content-type: application/json\r\n",
+            b"content-length: " + str(len(body)).encode() + b"\r\n",
+            b"connection: close\r\n\r\n",
+        ]
+        self.transport.write(b"".join(head) + body)
+        self.transport.close()
+
     def data_received(self, data: bytes) -> None:
         self._heard_at = self.loop.time()
         super().data_received(data)
@@ -234,7 +253,8 @@ except ImportError:
 else:
     # The mixin is typed against h11's class; httptools' has the same parts, annotated apart.
     class HttpToolsConnection(GuardedConnection, HttpToolsProtocol):  # type: ignore[misc]
-        pass
+        def on_header(self, name: bytes, value: bytes) -> None:
+            super().on_header(name, value.rstrip(b" \t"))
 
     PROTOCOLS.append(HttpToolsConnection)
 HTTP_PROTOCOL = PROTOCOLS[-1]

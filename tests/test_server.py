@@ -2,10 +2,12 @@
 classes installed: TCP_NODELAY, the timeouts for stalled requests, the connection limit."""
 
 import asyncio
+import json
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +15,8 @@ from uvicorn import Config
 from uvicorn.server import ServerState
 
 from app import server
+from app.config import Settings
+from app.main import create_app
 from app.server import PROTOCOLS, ConnectionLimits
 
 LIMITS = ConnectionLimits(
@@ -21,6 +25,7 @@ LIMITS = ConnectionLimits(
 # Far above the timeouts: how long a test waits for something that must happen.
 PATIENCE = 5.0
 GET = b"GET / HTTP/1.1\r\nHost: test\r\n\r\n"
+PARSER_REFUSED = "not a valid HTTP/1.1 request: its request line, headers or framing"
 
 pytestmark = pytest.mark.parametrize("protocol", PROTOCOLS, ids=lambda cls: cls.__name__)
 
@@ -200,3 +205,93 @@ def test_at_the_limit_the_longest_waiting_connection_makes_room(
     assert fresh == b"HTTP/1.1 200 OK 0"
     assert oldest_closed
     assert all(others_open)
+
+
+async def header_echo(
+    scope: dict[str, Any], receive: Callable[[], Awaitable[Any]], send: Any
+) -> None:
+    """Answers with the value of the request's X-API-Key header."""
+    body = dict(scope["headers"]).get(b"x-api-key", b"")
+    headers = [(b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def test_spaces_after_a_header_value_are_not_part_of_it(protocol: type[asyncio.Protocol]) -> None:
+    async def scenario() -> bytes:
+        async with serving(protocol, header_echo) as (address, _):
+            reader, writer = await asyncio.open_connection(*address)
+            writer.write(b"GET / HTTP/1.1\r\nHost: test\r\nX-API-Key:  jf_key \t \r\n\r\n")
+            got = await answer(reader)
+            writer.close()
+            return got
+
+    assert asyncio.run(scenario()) == b"HTTP/1.1 200 OK jf_key"
+
+
+@pytest.mark.parametrize(
+    "request_head",
+    [
+        b"POST / HTTP/1.1\r\nHost: test\r\nContent-Length: +3\r\n\r\nabc",
+        b"POST / HTTP/1.1\r\nHost: test\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabc",
+        b"GET / HTTP/1.1\r\nHost: test\r\nX-Bad: a\x00b\r\n\r\n",
+    ],
+)
+def test_a_request_the_parser_refuses_is_answered_in_json(
+    protocol: type[asyncio.Protocol], request_head: bytes
+) -> None:
+    async def scenario() -> tuple[bytes, bytes, bool]:
+        async with serving(protocol) as (address, _):
+            reader, writer = await asyncio.open_connection(*address)
+            writer.write(request_head)
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), PATIENCE)
+            body = await asyncio.wait_for(reader.read(), PATIENCE)
+            writer.close()
+            return head, body, reader.at_eof()
+
+    head, body, closed = asyncio.run(scenario())
+    assert head.startswith(b"HTTP/1.1 400 ")
+    assert b"content-type: application/json" in head.lower()
+    assert json.loads(body) == {"detail": PARSER_REFUSED}
+    assert closed
+
+
+@pytest.mark.parametrize(
+    ("request_head", "status", "detail"),
+    [
+        (
+            b"POST /api/v1/sales HTTP/2.0\r\nHost: test\r\nContent-Length: 2\r\n\r\n{}",
+            505,
+            "HTTP/2.0 is not supported: send HTTP/1.1",
+        ),
+        (
+            b"POST /api/v1/sales\r\nHost: test\r\nContent-Length: 2\r\n\r\n{}",
+            505,
+            "HTTP/0.9 is not supported: send HTTP/1.1",
+        ),
+        (
+            b"POST /api/v1/sales HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: gzip, chunked"
+            b"\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+            501,
+            "the only Transfer-Encoding taken is chunked",
+        ),
+    ],
+)
+def test_framings_the_service_does_not_speak_are_refused(
+    protocol: type[asyncio.Protocol], tmp_path: Path, request_head: bytes, status: int, detail: str
+) -> None:
+    app = create_app(Settings(DATABASE_URL=f"sqlite:///{tmp_path / 'j.db'}"))
+
+    async def scenario() -> tuple[bytes, bytes]:
+        async with serving(protocol, app) as (address, _):
+            reader, writer = await asyncio.open_connection(*address)
+            writer.write(request_head)
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), PATIENCE)
+            body = await asyncio.wait_for(reader.read(), PATIENCE)
+            writer.close()
+            return head, body
+
+    head, body = asyncio.run(scenario())
+    got = int(head.split(b" ")[1]), json.loads(body)["detail"]
+    # h11 refuses a coding other than chunked itself, httptools lets the app refuse it.
+    assert got in ((status, detail), (400, PARSER_REFUSED)), got
