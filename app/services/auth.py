@@ -1,6 +1,6 @@
 """Who holds a key: the admin, a store, or nobody we know."""
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from app.config import Settings
@@ -26,18 +26,26 @@ def authenticate(session: Session, settings: Settings, key: str | None) -> Calle
     return caller
 
 
+# Built once and run on the session's connection, without the ORM: every request with a key
+# asks, and building and running them through the ORM took five times as long (100 us).
+_ADMINS, _STORES = AdminKey.__table__, Store.__table__
+_ADMIN_HASH = select(_ADMINS.c.key_hash).where(_ADMINS.c.key_hash == bindparam("digest"))
+_STORE_HASH = select(_STORES.c.id, _STORES.c.api_key_hash).where(
+    _STORES.c.api_key_hash == bindparam("digest")
+)
+
+
 def identify(session: Session, settings: Settings, key: str) -> Caller | None:
     admin_key = settings.ADMIN_API_KEY
     if admin_key is not None and keys_match(key, admin_key.get_secret_value()):
         return Caller("admin")
     digest = hash_key(key)
+    connection = session.connection()
     if settings.ADMIN_API_KEY is None:
-        admin_hash = session.scalar(select(AdminKey.key_hash).where(AdminKey.key_hash == digest))
+        admin_hash = connection.execute(_ADMIN_HASH, {"digest": digest}).scalar()
         if admin_hash is not None and keys_match(digest, admin_hash):
             return Caller("admin")
-    store = session.execute(
-        select(Store.id, Store.api_key_hash).where(Store.api_key_hash == digest)
-    ).first()
+    store = connection.execute(_STORE_HASH, {"digest": digest}).first()
     if store is not None and store.api_key_hash and keys_match(digest, store.api_key_hash):
         return Caller("store", store.id)
     return None

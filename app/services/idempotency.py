@@ -125,7 +125,7 @@ def claim_all(
     outcomes: dict[tuple[str, str], Claim | Answer | AppError] = {}
     free = list(wanted)
     if backend(session) == "postgresql":
-        held = session.execute(
+        held = session.connection().execute(
             select(
                 *(func.pg_try_advisory_xact_lock(advisory_lock_id(w.scope, w.key)) for w in wanted)
             )
@@ -139,7 +139,7 @@ def claim_all(
     if not free:
         return [outcomes[w.scope, w.key] for w in wanted]
     now = utcnow()
-    added = session.execute(
+    added = session.connection().execute(
         _ADD_KEYS[backend(session)],
         [
             {
@@ -157,7 +157,7 @@ def claim_all(
     claimed = {(row.scope, row.key): row.id for row in added}
     taken = [w for w in free if (w.scope, w.key) not in claimed]
     stored = (
-        {(row.scope, row.key): row for row in session.execute(select(KEYS).where(_these(taken)))}
+        {(row.scope, row.key): row for row in session.connection().execute(select(KEYS).where(_these(taken)))}
         if taken
         else {}
     )
@@ -207,7 +207,7 @@ def replay(existing: Held, request_hash: str) -> Answer:
 def release(session: Session, claim_ids: Sequence[int]) -> None:
     """Give back keys claimed for requests that then failed: they store nothing."""
     if claim_ids:
-        session.execute(delete(KEYS).where(KEYS.c.id.in_(claim_ids)))
+        session.connection().execute(delete(KEYS).where(KEYS.c.id.in_(claim_ids)))
 
 
 def complete_all(session: Session, answered: Sequence[tuple[Claim, int, str]]) -> None:
@@ -215,7 +215,7 @@ def complete_all(session: Session, answered: Sequence[tuple[Claim, int, str]]) -
     for claim, status_code, body in answered:
         claim.status_code, claim.response_body = status_code, body
     if answered:
-        session.execute(
+        session.connection().execute(
             _COMPLETE,
             [
                 {"claim_id": c.id, "status": c.status_code, "body": c.response_body}
