@@ -28,8 +28,11 @@ SQLITE_BEGIN = "jewelry_sqlite_begin"
 _SQLITE_READONLY, _SQLITE_IOERR = 8, 10
 _TURNS = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC
 # How often a writer tries for its turn: a blocking wait would wake at once, but for no
-# longer than the busy timeout it cannot be bounded.
-TURN_POLL_SECONDS = 0.0005
+# longer than the busy timeout it cannot be bounded. A group holds the turn for about a
+# millisecond, so the time between tries is time the database sits idle: trying every
+# 0.1 ms rather than 0.5 ms took single sales with an Idempotency-Key from 2,100-2,650 to
+# 2,800-3,000 a second (2 workers, 16 connections).
+TURN_POLL_SECONDS = 0.0001
 
 
 def backend(target: Session | Connection | Engine | str) -> str:
