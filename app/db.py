@@ -15,6 +15,7 @@ from typing import Any, cast
 
 from sqlalchemy import Connection, CursorResult, Engine, Result, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
@@ -197,6 +198,27 @@ def begin_writing(session: Session) -> None:
     if session.in_transaction():
         raise RuntimeError("the transaction began before it was said to write")
     session.connection(execution_options={SQLITE_BEGIN: "IMMEDIATE"})
+
+
+@contextmanager
+def driver_cursor(session: Session, statement: str) -> Iterator[Any]:
+    """A cursor of the DB-API connection under the session's own, for what SQLAlchemy cannot
+    run (PostgreSQL's COPY, two statements in one round trip). Its errors are raised as
+    SQLAlchemy's (``statement`` names the work), which the app's handlers answer: a 503 for
+    a database gone, not a 500."""
+    driver = session.connection().connection.driver_connection
+    assert driver is not None
+    dbapi = session.get_bind().dialect.loaded_dbapi
+    try:
+        with driver.cursor() as cursor:
+            yield cursor
+    except dbapi.Error as exc:
+        raise DBAPIError.instance(statement, None, exc, dbapi.Error) from exc
+
+
+def placeholder(session: Session) -> str:
+    """How a DB-API statement of the session's backend marks a parameter."""
+    return "?" if backend(session) == "sqlite" else "%s"
 
 
 def rows_changed(result: Result[Any]) -> int:

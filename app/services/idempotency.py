@@ -12,40 +12,42 @@ import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import cache
 from typing import Protocol
 
 from pydantic import BaseModel
-from sqlalchemy import ColumnElement, and_, bindparam, delete, func, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import ColumnElement, and_, delete, func, or_, select
 from sqlalchemy.orm import Session
 
-from app.db import backend
+from app.db import backend, placeholder
 from app.errors import AppError, Conflict, InvalidInput
 from app.orm import IdempotencyKey, utcnow
 
 KEYS = IdempotencyKey.metadata.tables[IdempotencyKey.__tablename__]
 
-_ADD_KEYS = {
-    # A new key, or an expired one claimed afresh; a live one is left alone, and not returned.
-    name: (new := dialect.insert(KEYS))
-    .on_conflict_do_update(
-        index_elements=[KEYS.c.scope, KEYS.c.key],
-        set_={
-            "request_hash": new.excluded.request_hash,
-            "status_code": 0,
-            "response_body": "",
-            "created_at": new.excluded.created_at,
-        },
-        where=KEYS.c.created_at < bindparam("expired_before"),
+# The claim and the answer's UPDATE are written out and run on the DB-API connection: every
+# keyed single sale makes both, in the group commit's one turn at the database, and
+# SQLAlchemy's rendering of a many-row INSERT ... RETURNING and its processing of each row
+# took as long as the database's own work.
+_COLUMNS = "scope, key, request_hash, status_code, response_body, created_at"
+
+
+@cache
+def _claim(rows: int, mark: str) -> str:
+    """Claim ``rows`` keys: a new key, or an expired one claimed afresh; a live one is left
+    alone, and not returned."""
+    values = ", ".join(["(" + ", ".join([mark] * 6) + ")"] * rows)
+    return (
+        f"INSERT INTO {KEYS.name} ({_COLUMNS}) VALUES {values}"
+        " ON CONFLICT (scope, key) DO UPDATE SET request_hash = excluded.request_hash,"
+        " status_code = 0, response_body = '', created_at = excluded.created_at"
+        f" WHERE {KEYS.name}.created_at < {mark} RETURNING id, scope, key"
     )
-    .returning(KEYS.c.id, KEYS.c.scope, KEYS.c.key)
-    for name, dialect in (("sqlite", sqlite), ("postgresql", postgresql))
-}
-_COMPLETE = (
-    update(KEYS)
-    .where(KEYS.c.id == bindparam("claim_id"))
-    .values(status_code=bindparam("status"), response_body=bindparam("body"))
-)
+
+
+@cache
+def _complete(mark: str) -> str:
+    return f"UPDATE {KEYS.name} SET status_code = {mark}, response_body = {mark} WHERE id = {mark}"
 
 
 @dataclass(frozen=True)
@@ -125,11 +127,18 @@ def claim_all(
     outcomes: dict[tuple[str, str], Claim | Answer | AppError] = {}
     free = list(wanted)
     if backend(session) == "postgresql":
-        held = session.connection().execute(
-            select(
-                *(func.pg_try_advisory_xact_lock(advisory_lock_id(w.scope, w.key)) for w in wanted)
+        held = (
+            session.connection()
+            .execute(
+                select(
+                    *(
+                        func.pg_try_advisory_xact_lock(advisory_lock_id(w.scope, w.key))
+                        for w in wanted
+                    )
+                )
             )
-        ).one()
+            .one()
+        )
         busy = Conflict(
             "a request with this Idempotency-Key is in flight; retry",
             headers={"Retry-After": "1"},
@@ -139,25 +148,23 @@ def claim_all(
     if not free:
         return [outcomes[w.scope, w.key] for w in wanted]
     now = utcnow()
-    added = session.connection().execute(
-        _ADD_KEYS[backend(session)],
-        [
-            {
-                "scope": w.scope,
-                "key": w.key,
-                "request_hash": w.request_hash,
-                "status_code": 0,
-                "response_body": "",
-                "created_at": now,
-                "expired_before": now - ttl,
-            }
-            for w in free
-        ],
+    # The times as the column stores them (SQLite: text), converted once.
+    stored_time = KEYS.c.created_at.type.bind_processor(session.get_bind().dialect)
+    assert stored_time is not None
+    created, expired_before = stored_time(now), stored_time(now - ttl)
+    values = [v for w in free for v in (w.scope, w.key, w.request_hash, 0, "", created)]
+    added = (
+        session.connection()
+        .exec_driver_sql(_claim(len(free), placeholder(session)), (*values, expired_before))
+        .all()
     )
-    claimed = {(row.scope, row.key): row.id for row in added}
+    claimed = {(scope, key): claim_id for claim_id, scope, key in added}
     taken = [w for w in free if (w.scope, w.key) not in claimed]
     stored = (
-        {(row.scope, row.key): row for row in session.connection().execute(select(KEYS).where(_these(taken)))}
+        {
+            (row.scope, row.key): row
+            for row in session.connection().execute(select(KEYS).where(_these(taken)))
+        }
         if taken
         else {}
     )
@@ -215,10 +222,7 @@ def complete_all(session: Session, answered: Sequence[tuple[Claim, int, str]]) -
     for claim, status_code, body in answered:
         claim.status_code, claim.response_body = status_code, body
     if answered:
-        session.connection().execute(
-            _COMPLETE,
-            [
-                {"claim_id": c.id, "status": c.status_code, "body": c.response_body}
-                for c, _, _ in answered
-            ],
+        session.connection().exec_driver_sql(
+            _complete(placeholder(session)),
+            [(c.status_code, c.response_body, c.id) for c, _, _ in answered],
         )

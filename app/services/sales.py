@@ -11,7 +11,7 @@ from sqlalchemy import Connection, func, select, text
 from sqlalchemy.orm import Session
 
 from app.config import Settings
-from app.db import Database, backend
+from app.db import Database, backend, driver_cursor
 from app.errors import AppError, Forbidden, InvalidInput, Loc, NotFound
 from app.orm import DeletedSale, Sale, Store, utcnow
 from app.schemas.sales import SalePublic, SaleRecord
@@ -114,13 +114,6 @@ def _epoch(moment: datetime) -> tuple[int, int]:
     return math.floor(moment.timestamp()), moment.microsecond
 
 
-def _driver(session: Session) -> Any:
-    """The DB-API connection under the session's own connection and transaction."""
-    driver = session.connection().connection.driver_connection
-    assert driver is not None
-    return driver
-
-
 def insert_rows(session: Session, rows: Sequence[dict[str, Any]]) -> Sequence[int]:
     """Insert the rows by the fastest path the backend has, with no object per row and no
     SQLAlchemy processing of each value: SQLite's executemany, PostgreSQL's binary COPY, on
@@ -129,7 +122,7 @@ def insert_rows(session: Session, rows: Sequence[dict[str, Any]]) -> Sequence[in
     if not rows:
         return []
     if backend(session) == "sqlite":
-        driver = _driver(session)
+        connection = session.connection()
         # The rows of a batch share created_at: each moment is converted once.
         epochs: dict[datetime, tuple[int, int]] = {}
 
@@ -144,10 +137,12 @@ def insert_rows(session: Session, rows: Sequence[dict[str, Any]]) -> Sequence[in
             values.append(
                 (r["store_id"], r["carats"], r["price_cents"], *sold, *created),
             )
-        driver.executemany(_INSERT_SQLITE, values)
+        # Written out, not compiled, but run through SQLAlchemy: its error handling (a 503 for
+        # a busy or read-only database, a read-only connection dropped) holds here too.
+        connection.exec_driver_sql(_INSERT_SQLITE, values)
         # AUTOINCREMENT numbers the rows of one transaction consecutively: it holds the write
         # lock from its first insert, and no id is ever reused or skipped within it.
-        [(last,)] = driver.execute("SELECT last_insert_rowid()").fetchall()
+        last = connection.exec_driver_sql("SELECT last_insert_rowid()").scalar_one()
         return range(last - len(rows) + 1, last + 1)
     ids = draw_sale_ids(session, len(rows))
     copy_sales(session, ids, rows)
@@ -161,7 +156,7 @@ def draw_sale_ids(session: Session, count: int) -> list[int]:
     The transaction takes the sales table as a writer first (ROW EXCLUSIVE, what the COPY
     would take): a transaction that holds ids it has not committed yet is one that holds that
     lock, which is how last_drawn_sale_id finds the ids that may still come."""
-    with _driver(session).cursor() as cursor:
+    with driver_cursor(session, "draw sale ids") as cursor:
         # One round trip for the two statements, hence no parameters (they would make it one
         # statement of the extended protocol). The sequence is looked up once, in a subquery:
         # called in nextval's argument, it was looked up for every row.
@@ -218,7 +213,7 @@ def still_writing(connection: Connection | Session, writers: frozenset[str]) -> 
 def copy_sales(session: Session, ids: Sequence[int], rows: Sequence[dict[str, Any]]) -> None:
     """PostgreSQL: insert the rows with the ids drawn for them, by binary COPY (which returns
     nothing: hence the ids drawn first)."""
-    with _driver(session).cursor() as cursor, cursor.copy(_COPY_SALES) as copy:
+    with driver_cursor(session, _COPY_SALES) as cursor, cursor.copy(_COPY_SALES) as copy:
         copy.set_types(_COPY_TYPES)
         for sale_id, r in zip(ids, rows, strict=True):
             copy.write_row(

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import text
 from sqlalchemy.dialects import sqlite
+from sqlalchemy.exc import IntegrityError
 
 from app.config import Settings
 from app.db import Database
@@ -110,6 +111,18 @@ def test_a_batch_answers_with_the_bytes_its_model_writes(
     # And each on its own, as a single sale is answered.
     for sale_id, row, item in zip(ids, rows, items, strict=True):
         assert SalePublic.json_of(sale_id, row) == item.model_dump_json()
+
+
+def test_an_error_of_the_fast_insert_is_raised_as_sqlalchemys(settings: Settings) -> None:
+    """The rows go in past SQLAlchemy's compiler (executemany, COPY), not past its error
+    handling: the app answers SQLAlchemy's errors (a 503 for a database gone), not a
+    driver's (a 500)."""
+    now = datetime.now(UTC)
+    row = {"store_id": 999_999, "carats": 1.0, "price_cents": 100, "sold_at": now}
+    db = Database(settings)
+    with pytest.raises(IntegrityError), db.session(write=True) as session:
+        insert_rows(session, [{**row, "created_at": now}])
+    db.dispose()
 
 
 def test_sqlite_stores_the_times_of_a_batch_as_the_orm_writes_them(sqlite_url: str) -> None:
