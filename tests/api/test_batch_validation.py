@@ -4,16 +4,18 @@ every error stay SaleBatch's."""
 
 import json
 import random
+import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from hypothesis import given
+from hypothesis import HealthCheck, given
+from hypothesis import settings as explore
 from hypothesis import strategies as st
 from pydantic import TypeAdapter, ValidationError
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import IntegrityError
 
@@ -111,6 +113,41 @@ def test_a_batch_answers_with_the_bytes_its_model_writes(
     # And each on its own, as a single sale is answered.
     for sale_id, row, item in zip(ids, rows, items, strict=True):
         assert SalePublic.json_of(sale_id, row) == item.model_dump_json()
+
+
+@explore(suppress_health_check=[HealthCheck.function_scoped_fixture], max_examples=20)
+@given(
+    st.lists(
+        st.tuples(
+            st.floats(0.001, 10_000),
+            st.integers(1, 9_999_999_999),
+            st.datetimes(datetime(1900, 1, 2), datetime(2099, 12, 30), timezones=st.just(UTC)),
+        ),
+        min_size=1,
+        max_size=30,
+    ),
+    st.datetimes(datetime(1990, 1, 1), datetime(2060, 1, 1), timezones=st.just(UTC)),
+)
+def test_the_fast_insert_stores_what_the_orm_reads_back(
+    settings: Settings, sales: list[tuple[float, int, datetime]], now: datetime
+) -> None:
+    db = Database(settings)
+    with db.session(write=True) as session:
+        store = Store(name=f"store {uuid.uuid4().hex}")
+        session.add(store)
+        session.flush()
+        rows = [
+            {"store_id": store.id, "carats": c, "price_cents": p, "sold_at": t, "created_at": now}
+            for c, p, t in sales
+        ]
+        ids = list(insert_rows(session, rows))
+    with db.session() as session:
+        stored = {s.id: s for s in session.scalars(select(Sale).where(Sale.id.in_(ids)))}
+    db.dispose()
+    assert [
+        (s.store_id, s.carats, s.price_cents, s.sold_at, s.created_at)
+        for s in (stored[i] for i in ids)
+    ] == [(r["store_id"], r["carats"], r["price_cents"], r["sold_at"], now) for r in rows]
 
 
 def test_an_error_of_the_fast_insert_is_raised_as_sqlalchemys(settings: Settings) -> None:
