@@ -17,11 +17,14 @@ from pydantic_core import core_schema
 
 from app.fields import (
     CENT,
+    EARLIEST_SALE,
+    LATEST_SALE,
     MAX_CARATS,
     MAX_ID,
     MAX_PRICE,
     MIN_CARATS,
     PRICE_TEXT,
+    RFC3339,
     Amount,
     BodyCarats,
     BodyId,
@@ -150,9 +153,9 @@ def fast_record(record: Any) -> SaleRecord | None:
     if type(carats) is not float or not MIN_CARATS <= carats <= MAX_CARATS:
         return None
     if type(price) is str and PRICE_TEXT.fullmatch(price):
-        # The pattern admits only amounts in range with two decimals, zeros after them aside.
-        dollars, _, decimals = price.partition(".")
-        cents = int(dollars + decimals[:2].ljust(2, "0"))
+        # The pattern admits only amounts in range with two decimals, zeros after them aside:
+        # below 2**53 hundredths, the float's error times 100 stays far below half a cent.
+        cents = round(float(price) * 100)
     elif type(price) is int and 0 < price <= MAX_PRICE:
         cents = price * 100
     elif type(price) is Decimal and price.is_finite() and 0 < price <= MAX_PRICE:
@@ -169,10 +172,18 @@ def fast_record(record: Any) -> SaleRecord | None:
         if type(sold_at) is not str:
             return None
         try:
-            sold_at = timestamp_from_text(sold_at)
+            if sold_at[-1:] in ("Z", "z") and RFC3339.fullmatch(sold_at):
+                # In UTC, the usual way: what timestamp_from_text does, without what an offset
+                # or a refusal needs (fromisoformat checks every part the pattern places).
+                sold_at = datetime.fromisoformat(sold_at.upper())
+                if not EARLIEST_SALE <= sold_at < LATEST_SALE:
+                    return None
+            else:
+                sold_at = timestamp_from_text(sold_at)
         except ValueError:
             return None
-    return SaleRecord(carats, cents, store_id, sold_at)
+    # tuple.__new__: a NamedTuple's own __new__ is Python, and took a fifth of this function.
+    return tuple.__new__(SaleRecord, (carats, cents, store_id, sold_at))
 
 
 @dataclass(frozen=True)
