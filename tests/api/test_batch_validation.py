@@ -58,6 +58,18 @@ def records(draw: st.DrawFn) -> str:
     return "{" + ", ".join(draw(st.permutations(parts))) + "}"
 
 
+# Sales as stored: carats, cents and a time in the years a sale may have.
+SALES = st.lists(
+    st.tuples(
+        st.floats(0.001, 10_000),
+        st.integers(1, 9_999_999_999),
+        st.datetimes(datetime(1900, 1, 2), datetime(2099, 12, 30), timezones=st.just(UTC)),
+    ),
+    min_size=1,
+    max_size=20,
+)
+
+
 def read(text: str) -> Any:
     # As the route reads a body with a price: numbers with a fraction as Decimal literals.
     return json.loads(text, parse_float=Decimal)
@@ -87,18 +99,7 @@ def test_a_batch_read_the_fast_way_is_the_batch_sale_batch_reads(texts: list[str
     assert outcome(TypeAdapter(ValidBatch), body) == outcome(TypeAdapter(SaleBatch), body)
 
 
-@given(
-    st.lists(
-        st.tuples(
-            st.floats(0.001, 10_000),
-            st.integers(1, 9_999_999_999),
-            st.datetimes(datetime(1900, 1, 2), datetime(2099, 12, 30), timezones=st.just(UTC)),
-        ),
-        min_size=1,
-        max_size=20,
-    ),
-    st.datetimes(timezones=st.just(UTC)),
-)
+@given(SALES, st.datetimes(timezones=st.just(UTC)))
 def test_a_batch_answers_with_the_bytes_its_model_writes(
     sales: list[tuple[float, int, datetime]], now: datetime
 ) -> None:
@@ -116,18 +117,7 @@ def test_a_batch_answers_with_the_bytes_its_model_writes(
 
 
 @explore(suppress_health_check=[HealthCheck.function_scoped_fixture], max_examples=20)
-@given(
-    st.lists(
-        st.tuples(
-            st.floats(0.001, 10_000),
-            st.integers(1, 9_999_999_999),
-            st.datetimes(datetime(1900, 1, 2), datetime(2099, 12, 30), timezones=st.just(UTC)),
-        ),
-        min_size=1,
-        max_size=30,
-    ),
-    st.datetimes(datetime(1990, 1, 1), datetime(2060, 1, 1), timezones=st.just(UTC)),
-)
+@given(SALES, st.datetimes(datetime(1990, 1, 1), datetime(2060, 1, 1), timezones=st.just(UTC)))
 def test_the_fast_insert_stores_what_the_orm_reads_back(
     settings: Settings, sales: list[tuple[float, int, datetime]], now: datetime
 ) -> None:
