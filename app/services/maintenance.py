@@ -22,6 +22,11 @@ def purge_expired(
         (IdempotencyKey.id, IdempotencyKey.created_at, idempotency_ttl),
         (DeletedSale.seq, DeletedSale.deleted_at, deleted_sales_keep),
     ):
-        batch = select(key).where(made_at < now - age).limit(PURGE_BATCH).scalar_subquery()
-        purged += rows_changed(session.execute(delete(key.class_).where(key.in_(batch))))
+        cutoff = now - age
+        batch = select(key).where(made_at < cutoff).limit(PURGE_BATCH).scalar_subquery()
+        # The age again on the row deleted: on PostgreSQL a row claimed afresh while the
+        # DELETE waited for its lock is checked again as it now is, by this condition only
+        # (the subquery keeps what it read), and must stay.
+        deleting = delete(key.class_).where(key.in_(batch), made_at < cutoff)
+        purged += rows_changed(session.execute(deleting))
     return purged

@@ -1,6 +1,7 @@
 """Live accuracy kept incrementally, training on a snapshot, and the purge of old rows."""
 
 import random
+import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -9,10 +10,11 @@ from typing import Any
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text, update
 
 from app import training
 from app.config import Settings
+from app.db import Database
 from app.live import LiveAccuracyTracker
 from app.main import create_app, housekeeping
 from app.orm import DeletedSale, IdempotencyKey, ModelVersion, Sale, utcnow
@@ -185,6 +187,40 @@ def test_housekeeping_purges_expired_keys_and_old_deletions_in_bounded_batches(
         assert left() == (201, 0)
         housekeeping(db, settings)
         assert left() == (1, 0)  # the fresh key stays
+
+
+def test_a_key_claimed_afresh_while_the_purge_waits_for_it_stays(pg_settings: Settings) -> None:
+    """PostgreSQL: the purge's DELETE, waiting for the lock of an expired key that a request
+    is claiming afresh, must leave the claimed key (else the request's retry writes again)."""
+    db = Database(pg_settings)
+    old = utcnow() - timedelta(hours=pg_settings.IDEMPOTENCY_TTL_HOURS + 1)
+    with db.session(write=True) as session:
+        session.add(
+            IdempotencyKey(
+                scope="store:1",
+                key="again",
+                request_hash="x" * 64,
+                status_code=201,
+                response_body="{}",
+                created_at=old,
+            )
+        )
+    purge = threading.Thread(target=housekeeping, args=(db, pg_settings))
+    with db.session(write=True) as claiming:
+        claiming.execute(
+            update(IdempotencyKey).where(IdempotencyKey.key == "again").values(created_at=utcnow())
+        )
+        purge.start()
+        with db.session() as watching:  # until the purge waits for the claim's row lock
+            waiting = text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
+            deadline = time.monotonic() + 10
+            while not watching.scalar(waiting) and time.monotonic() < deadline:
+                time.sleep(0.01)
+                watching.rollback()  # a new snapshot of the activity each time
+    purge.join(timeout=30)
+    with db.session() as session:
+        assert session.scalar(select(func.count()).select_from(IdempotencyKey)) == 1
+    db.dispose()
 
 
 def test_housekeeping_runs_by_itself_in_the_background(settings: Settings) -> None:
