@@ -40,8 +40,8 @@ class ServiceMiddleware:
                 given = value.decode("latin-1")
             elif name == b"content-length":
                 declared = value.decode("latin-1")
-            elif name == b"transfer-encoding":
-                coding = value
+            elif name == b"transfer-encoding":  # codings may come in several headers
+                coding = value if coding is None else coding + b"," + value
         rid = given if _SAFE_REQUEST_ID.match(given) else os.urandom(16).hex()
         token = request_id.set(rid)
         started = time.perf_counter()

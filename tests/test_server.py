@@ -275,6 +275,12 @@ def test_a_request_the_parser_refuses_is_answered_in_json(
             501,
             "the only Transfer-Encoding taken is chunked",
         ),
+        (
+            b"POST /api/v1/sales HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: gzip"
+            b"\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+            501,
+            "the only Transfer-Encoding taken is chunked",
+        ),
     ],
 )
 def test_framings_the_service_does_not_speak_are_refused(
