@@ -206,14 +206,20 @@ def driver_cursor(session: Session, statement: str) -> Iterator[Any]:
     run (PostgreSQL's COPY, two statements in one round trip). Its errors are raised as
     SQLAlchemy's (``statement`` names the work), which the app's handlers answer: a 503 for
     a database gone, not a 500."""
-    driver = session.connection().connection.driver_connection
+    connection = session.connection()
+    driver = connection.connection.driver_connection
     assert driver is not None
-    dbapi = session.get_bind().dialect.loaded_dbapi
+    dialect = connection.dialect
     try:
         with driver.cursor() as cursor:
             yield cursor
-    except dbapi.Error as exc:
-        raise DBAPIError.instance(statement, None, exc, dbapi.Error) from exc
+    except dialect.loaded_dbapi.Error as exc:
+        gone = dialect.is_disconnect(exc, driver, None)
+        if gone:  # as SQLAlchemy does: the pool must not hand this connection out again
+            connection.invalidate(exc)
+        raise DBAPIError.instance(
+            statement, None, exc, dialect.loaded_dbapi.Error, connection_invalidated=gone
+        ) from exc
 
 
 def placeholder(session: Session) -> str:

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import select, text
 from sqlalchemy.dialects import sqlite
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from app.config import Settings
 from app.db import Database
@@ -149,6 +149,27 @@ def test_an_error_of_the_fast_insert_is_raised_as_sqlalchemys(settings: Settings
     db = Database(settings)
     with pytest.raises(IntegrityError), db.session(write=True) as session:
         insert_rows(session, [{**row, "created_at": now}])
+    db.dispose()
+
+
+def test_a_connection_lost_in_the_copy_is_dropped_from_the_pool(pg_settings: Settings) -> None:
+    """PostgreSQL: the COPY's connection, killed under it, is a 503 (an OperationalError) and
+    is not handed out again."""
+    now = datetime.now(UTC)
+    db = Database(pg_settings)
+    with db.session(write=True) as session:
+        store = Store(name="Store")
+        session.add(store)
+        session.flush()
+        row = {"store_id": store.id, "carats": 1.0, "price_cents": 100, "sold_at": now}
+    with pytest.raises(OperationalError) as lost, db.session(write=True) as session:
+        pid = session.scalar(text("SELECT pg_backend_pid()"))
+        with db.engine.connect() as other:
+            other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        insert_rows(session, [{**row, "created_at": now}])
+    assert lost.value.connection_invalidated
+    with db.session(write=True) as session:  # the pool gives a working connection
+        assert insert_rows(session, [{**row, "created_at": now}])
     db.dispose()
 
 
