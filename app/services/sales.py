@@ -21,6 +21,8 @@ from app.services.aggregates import SalesFilter
 from app.services.auth import authenticate
 from app.services.idempotency import Answer, Claim, Wanted
 
+# PostgreSQL's advisory lock that deletions take in turn (beside training's and startup's).
+DELETIONS_LOCK_KEY = 0x6A657766  # "jewf"
 # A sample draws at most this many random ids, however sparse a store's sales are.
 MAX_SAMPLE_PROBES = 100_000
 
@@ -335,6 +337,12 @@ def get_sale(session: Session, caller: Caller, sale_id: int) -> Sale:
 def delete_sale(session: Session, caller: Caller, sale_id: int) -> None:
     """Delete a sale, leaving a record of it so that every process can take it out of the
     live accuracy it keeps."""
+    if backend(session) == "postgresql":
+        # Deletions take turns, from before each draws its number to its commit: numbers then
+        # commit in order, so that the live accuracy, which reads the deletions above the
+        # last number it saw, never passes one still to commit (app/live.py). SQLite's
+        # writers take turns already.
+        session.execute(select(func.pg_advisory_xact_lock(DELETIONS_LOCK_KEY)))
     sale = _visible_sale(session, caller, sale_id)
     session.add(DeletedSale(sale_id=sale.id, carats=sale.carats, price_cents=sale.price_cents))
     session.delete(sale)
