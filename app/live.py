@@ -13,8 +13,9 @@ where a transaction can commit ids below ones already visible, the last id drawn
 latest refresh (this one or an earlier one) whose writers have all ended since
 (app/services/sales.py, last_drawn_sale_id), looked up before the refresh's snapshot begins.
 Each refresh folds in what settled since the last one and what was deleted since (the
-deleted_sales table), and adds the sales above the settled id afresh; so a registry read costs
-the same at ten sales or ten million.
+deleted_sales table, read above the last number seen: deletions take turns, so their numbers
+commit in order, services/sales.py delete_sale), and adds the sales above the settled id
+afresh; so a registry read costs the same at ten sales or ten million.
 
 Each process keeps its own copy and refreshes it at most once per ``refresh_seconds``, in
 one snapshot, so that a sale and its deletion are never seen apart.
