@@ -114,6 +114,8 @@ class GuardedConnection(_UvicornProtocol):
         # Since when the response waits for the client to read what was sent (None: it reads).
         self._unread_since: float | None = None
         self._timer: asyncio.TimerHandle | None = None
+        # A request after the one being answered was refused: answered when that one is.
+        self._refusal_pending = False
         self._timer_at = float("inf")
 
     # Narrower than asyncio's BaseTransport, as uvicorn's own protocol classes declare it.
@@ -130,7 +132,17 @@ class GuardedConnection(_UvicornProtocol):
         self._track()
 
     def send_400_response(self, msg: str) -> None:
-        # msg is uvicorn's one message, "Invalid HTTP request received.": said better here.
+        # Responses go out in the order of the requests (RFC 9112 9.3.2): one being answered,
+        # or waiting in the pipeline, is answered before the refusal of the one after it,
+        # which uvicorn would write at once, as if it were that request's answer.
+        cycle = getattr(self, "cycle", None)
+        if (cycle is not None and not cycle.response_complete) or getattr(self, "pipeline", None):
+            self._refusal_pending = True
+            return
+        self._refuse()
+
+    def _refuse(self) -> None:
+        # uvicorn's one message, "Invalid HTTP request received.", said better here.
         body = b'{"detail":"not a valid HTTP/1.1 request: its request line, headers or framing"}'
         head = [b"HTTP/1.1 400 Bad Request\r\n"]
         head += [
@@ -163,6 +175,14 @@ class GuardedConnection(_UvicornProtocol):
     def on_response_complete(self) -> None:
         self._idle_since = self.loop.time()
         super().on_response_complete()
+        if (
+            self._refusal_pending
+            and not self.transport.is_closing()
+            and not getattr(self, "pipeline", None)
+            and self.cycle.response_complete
+        ):
+            self._refuse()
+            return
         self._track()
 
     def connection_lost(self, exc: Exception | None) -> None:

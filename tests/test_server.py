@@ -256,6 +256,25 @@ def test_a_request_the_parser_refuses_is_answered_in_json(
     assert closed
 
 
+def test_a_refused_request_after_a_good_one_is_answered_after_it(
+    protocol: type[asyncio.Protocol],
+) -> None:
+    async def scenario() -> tuple[bytes, bytes]:
+        async with serving(protocol) as (address, _):
+            reader, writer = await asyncio.open_connection(*address)
+            good = b"POST / HTTP/1.1\r\nHost: test\r\nContent-Length: 3\r\n\r\nabc"
+            writer.write(good + b"\x00GARBAGE / HTTP/1.1\r\n\r\n")
+            first = await answer(reader)
+            second = await asyncio.wait_for(reader.read(), PATIENCE)
+            writer.close()
+            return first, second
+
+    first, second = asyncio.run(scenario())
+    assert first == b"HTTP/1.1 200 OK 3"
+    assert second.startswith(b"HTTP/1.1 400 ")
+    assert json.loads(second.split(b"\r\n\r\n", 1)[1]) == {"detail": PARSER_REFUSED}
+
+
 @pytest.mark.parametrize(
     ("request_head", "status", "detail"),
     [
