@@ -142,8 +142,9 @@ class Database:
         SQLite's own wait for its write lock backs off to 100 ms between tries, while the
         process that has just committed takes the lock again for its next group: in a test
         of two processes committing groups in a loop one waited 90-550 ms at p99 and did up to
-        half as many groups as the other. Trying the file lock every half millisecond, they
-        waited 60-80 ms at p99 on a loaded machine and did as many groups each. After the
+        half as many groups as the other. Trying the file lock every half millisecond (now
+        every TURN_POLL_SECONDS), they waited 60-80 ms at p99 on a loaded machine and did as
+        many groups each. After the
         busy timeout the writer goes on without its turn (a stopped process may hold it):
         SQLite's lock, and its own timeout, still keep the writes apart.
         """

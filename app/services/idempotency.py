@@ -25,10 +25,10 @@ from app.orm import IdempotencyKey, utcnow
 
 KEYS = IdempotencyKey.metadata.tables[IdempotencyKey.__tablename__]
 
-# The claim and the answer's UPDATE are written out and run on the DB-API connection: every
-# keyed single sale makes both, in the group commit's one turn at the database, and
-# SQLAlchemy's rendering of a many-row INSERT ... RETURNING and its processing of each row
-# took as long as the database's own work.
+# The claim and the answer's UPDATE are written out and run by exec_driver_sql (SQLAlchemy's
+# error handling, without its compiler): every keyed single sale makes both, in the group
+# commit's one turn at the database, and SQLAlchemy's rendering of a many-row INSERT ...
+# RETURNING and its processing of each row took as long as the database's own work.
 _COLUMNS = "scope, key, request_hash, status_code, response_body, created_at"
 
 
@@ -92,16 +92,14 @@ class Held(Protocol):
 def once(
     session: Session,
     scope: str,
-    key: str | None,
+    key: str,
     request: BaseModel,
     ttl: timedelta,
     produce: Callable[[], str],
 ) -> Answer:
-    """Run ``produce`` (which writes and returns its answer's JSON) once per Idempotency-Key,
-    or every time without one: the key commits with the write it guards, and the same key
-    with the same validated body replays the first answer."""
-    if key is None:
-        return Answer(201, produce())
+    """Run ``produce`` (which writes and returns its answer's JSON) once per Idempotency-Key:
+    the key commits with the write it guards, and the same key with the same validated body
+    replays the first answer."""
     [outcome] = claim_all(session, [Wanted(scope, key, fingerprint(request))], ttl)
     if isinstance(outcome, Exception):
         raise outcome

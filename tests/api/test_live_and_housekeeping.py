@@ -4,7 +4,7 @@ import random
 import threading
 import time
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -147,6 +147,18 @@ def test_a_minibatch_training_sees_one_snapshot_while_sales_are_deleted(
     assert response.json()["n_samples"] == 40
 
 
+def stored_key(key: str, created_at: datetime) -> IdempotencyKey:
+    """An Idempotency-Key of store 1 with its answer, made at ``created_at``."""
+    return IdempotencyKey(
+        scope="store:1",
+        key=key,
+        request_hash="x" * 64,
+        status_code=201,
+        response_body="{}",
+        created_at=created_at,
+    )
+
+
 def test_housekeeping_purges_expired_keys_and_old_deletions_in_bounded_batches(
     settings: Settings,
 ) -> None:
@@ -156,17 +168,7 @@ def test_housekeeping_purges_expired_keys_and_old_deletions_in_bounded_batches(
         _, key = new_store(client)
         old = utcnow() - timedelta(hours=settings.IDEMPOTENCY_TTL_HOURS + 1)
         with db.session(write=True) as session:
-            session.add_all(
-                IdempotencyKey(
-                    scope="store:1",
-                    key=f"old-{i}",
-                    request_hash="x" * 64,
-                    status_code=201,
-                    response_body="{}",
-                    created_at=old,
-                )
-                for i in range(PURGE_BATCH + 200)
-            )
+            session.add_all(stored_key(f"old-{i}", old) for i in range(PURGE_BATCH + 200))
             session.add_all(
                 DeletedSale(
                     sale_id=i, carats=1.0, price_cents=100, deleted_at=old - timedelta(days=2)
@@ -195,16 +197,7 @@ def test_a_key_claimed_afresh_while_the_purge_waits_for_it_stays(pg_settings: Se
     db = Database(pg_settings)
     old = utcnow() - timedelta(hours=pg_settings.IDEMPOTENCY_TTL_HOURS + 1)
     with db.session(write=True) as session:
-        session.add(
-            IdempotencyKey(
-                scope="store:1",
-                key="again",
-                request_hash="x" * 64,
-                status_code=201,
-                response_body="{}",
-                created_at=old,
-            )
-        )
+        session.add(stored_key("again", old))
     purge = threading.Thread(target=housekeeping, args=(db, pg_settings))
     with db.session(write=True) as claiming:
         claiming.execute(
@@ -228,16 +221,7 @@ def test_housekeeping_runs_by_itself_in_the_background(settings: Settings) -> No
     app = create_app(settings)
     with TestClient(app):
         with app.state.db.session(write=True) as session:
-            session.add(
-                IdempotencyKey(
-                    scope="store:1",
-                    key="stale",
-                    request_hash="x" * 64,
-                    status_code=201,
-                    response_body="{}",
-                    created_at=utcnow() - timedelta(days=30),
-                )
-            )
+            session.add(stored_key("stale", utcnow() - timedelta(days=30)))
         for _ in range(100):
             with app.state.db.session() as session:
                 if not session.scalar(select(func.count()).select_from(IdempotencyKey)):

@@ -74,6 +74,16 @@ def _split_by_watermark(client: TestClient, version: int) -> tuple[int, int]:
     return below, above
 
 
+def _trained(client: TestClient) -> tuple[int, dict[str, str], int]:
+    """A store with twenty sales and a version trained on them: the store, its key header,
+    the version."""
+    store_id, key = new_store(client)
+    add_sales(client, key, article_rows(20, seed=1))
+    answer = client.post("/api/v1/train", headers=ADMIN)
+    assert answer.status_code == 201, answer.text
+    return store_id, key, answer.json()["version"]
+
+
 def _live_sales(client: TestClient, version: int) -> int:
     client.app.state.live.invalidate()  # type: ignore[attr-defined]
     answer = client.get(f"/api/v1/models/{version}")
@@ -164,11 +174,7 @@ def test_the_live_accuracy_counts_sales_committed_below_newer_ones(
     """A registry read while a writer holds low ids, and one after it commits: the second
     counts its sales, though newer ones had been seen first."""
     with TestClient(create_app(pg_settings)) as client:
-        store_id, key = new_store(client)
-        add_sales(client, key, article_rows(20, seed=1))
-        answer = client.post("/api/v1/train", headers=ADMIN)
-        assert answer.status_code == 201, answer.text
-        version = answer.json()["version"]
+        store_id, key, version = _trained(client)
         with _writing(pg_settings, store_id, drawn_only=True):
             add_sales(client, key, article_rows(5, seed=2))
             assert _live_sales(client, version) == 5
@@ -201,11 +207,7 @@ def test_the_live_accuracy_takes_out_a_deletion_committed_after_a_newer_one(
     """A deletion still to commit, a newer one through the API meanwhile, a registry read in
     between: once both are in, the live count holds neither deleted sale."""
     with TestClient(create_app(pg_settings)) as client:
-        _, key = new_store(client)
-        add_sales(client, key, article_rows(20, seed=1))
-        answer = client.post("/api/v1/train", headers=ADMIN)
-        assert answer.status_code == 201, answer.text
-        version = answer.json()["version"]
+        _, key, version = _trained(client)
         add_sales(client, key, article_rows(5, seed=2))
         assert _live_sales(client, version) == 5  # settled: kept as sums, not read each time
         first, second = client.get("/api/v1/sales?limit=100", headers=ADMIN).json()["items"][-2:]
