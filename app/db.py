@@ -7,6 +7,7 @@ and the per-process caches open their own here.
 
 import fcntl
 import os
+import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -19,6 +20,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
+from app.errors import SQLITE_BUSY_CODES
 from app.files import PRIVATE_FILE, create_sqlite_file
 
 # Execution option that makes a SQLite transaction take the write lock when it begins, so a
@@ -87,7 +89,7 @@ def make_engine(settings: Settings) -> Engine:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute(f"PRAGMA busy_timeout = {int(busy_ms)}")
-        cursor.execute("PRAGMA journal_mode = WAL")
+        _write_ahead_log(cursor, busy_ms / 1000)
         cursor.execute("PRAGMA synchronous = NORMAL")
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.close()
@@ -104,6 +106,22 @@ def make_engine(settings: Settings) -> Engine:
             context.is_disconnect = True
 
     return engine
+
+
+def _write_ahead_log(cursor: Any, patience: float) -> None:
+    """Put a SQLite file in WAL mode, which it then keeps. A file not yet in it refuses the
+    change at once, without the busy timeout, while another connection writes (two workers
+    starting together on a new database, one of them migrating): try again until the busy
+    timeout has passed."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode & 0xFF not in SQLITE_BUSY_CODES or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 class Database:

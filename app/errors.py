@@ -145,14 +145,14 @@ class BodyTooLarge(HTTPException):
 
 # SQLite's result codes (the low byte) for a lock another connection holds; PostgreSQL's
 # SQLSTATEs for a lock, a statement timeout, a serialisation failure and a deadlock.
-_SQLITE_BUSY = {5, 6}
+SQLITE_BUSY_CODES = frozenset({5, 6})
 _POSTGRES_BUSY = {"55P03", "57014", "40001", "40P01"}
 
 
 def _busy(exc: OperationalError) -> bool:
     code = getattr(exc.orig, "sqlite_errorcode", None)
     if code is not None:
-        return code & 0xFF in _SQLITE_BUSY
+        return code & 0xFF in SQLITE_BUSY_CODES
     return getattr(exc.orig, "sqlstate", None) in _POSTGRES_BUSY
 
 

@@ -1,8 +1,10 @@
 """A first deployment: several workers start at once on a database that has no schema yet."""
 
 import os
+import sqlite3
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,6 +12,8 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from app.config import Settings
+from app.db import make_engine
 from tests.helpers import ADMIN_KEY
 from tests.robustness.support import count_rows
 
@@ -100,3 +104,26 @@ def test_workers_starting_together_on_an_empty_database_all_start(
     assert [out for out, _ in results] == ["started\n"] * WORKERS
     assert count_rows(unmigrated_url, "stores") == 0
     assert count_rows(unmigrated_url, "alembic_version") == 1
+
+
+def test_a_new_sqlite_file_goes_to_wal_mode_while_another_connection_writes(
+    tmp_path: Path,
+) -> None:
+    """A file not yet in WAL mode refuses the switch at once, busy timeout or not, while
+    another connection holds a write: the worker that opens it second must wait for it, as
+    for any lock, not fail to start."""
+    path = tmp_path / "new.db"
+    writer = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    writer.execute("CREATE TABLE t (x)")
+    writer.execute("BEGIN IMMEDIATE")
+    writer.execute("INSERT INTO t VALUES (1)")
+    releasing = threading.Timer(0.3, lambda: writer.execute("COMMIT"))
+    releasing.start()
+    engine = make_engine(Settings(DATABASE_URL=f"sqlite:///{path}", ADMIN_API_KEY=ADMIN_KEY))
+    try:
+        with engine.connect() as connection:
+            assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+    finally:
+        releasing.join()
+        engine.dispose()
+        writer.close()
